@@ -1,0 +1,82 @@
+/*
+ * store: the embedded durable store, LMDB underneath. It holds one ordered keyspace laid out as
+ * FoundationDB's would be (docs/storage.md) and applies a batch of puts and deletes as one ACID
+ * write transaction. It never includes world or zone headers: it stores bytes under keys.
+ */
+#ifndef OW_STORE_H
+#define OW_STORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/core.h"
+
+typedef struct ow_store ow_store;
+
+typedef struct ow_store_options {
+  const char *path;  /* directory; created if missing */
+  uint64_t map_size; /* initial LMDB map size in bytes; grows by doubling when full */
+  bool nosync;       /* MDB_NOSYNC: the operator accepts losing the last commits on power loss
+                        (a process crash still loses nothing) */
+} ow_store_options;
+
+/* Opens (creating if needed) the store. The caller owns *out. */
+int ow_store_open(ow_store **out, const ow_store_options *opt);
+void ow_store_close(ow_store *s);
+
+/* A batch of operations, applied in order by ow_store_write(). Encoded in one flat buffer:
+ * [u8 op][u32 klen][key][u32 vlen][value] (value only for puts). */
+typedef struct ow_batch {
+  ow_buf ops;
+  size_t n;
+  size_t open_val; /* offset of the length of a value being written, 0 if none */
+} ow_batch;
+
+void ow_batch_init(ow_batch *b);
+void ow_batch_deinit(ow_batch *b);
+void ow_batch_reset(ow_batch *b);
+void ow_batch_put(ow_batch *b, const void *k, size_t kl, const void *v, size_t vl);
+/* Starts a put whose value the caller appends to b->ops afterwards; ow_batch_put_end() closes it. */
+void ow_batch_put_begin(ow_batch *b, const void *k, size_t kl);
+void ow_batch_put_end(ow_batch *b);
+void ow_batch_del(ow_batch *b, const void *k, size_t kl);
+
+/* Applies the batch in one write transaction and makes it durable (unless nosync). Returns 0,
+ * -errno (EIO, ENOSPC, ...) or OW_E_STORE. May run on a thread other than the one that opened the
+ * store, but only one write at a time. On failure nothing of the batch is applied. */
+int ow_store_write(ow_store *s, const ow_batch *b);
+
+/* Reads one value into out (replacing its contents). OW_E_NOT_FOUND if absent. */
+int ow_store_get(ow_store *s, const void *k, size_t kl, ow_buf *out);
+
+/* Calls fn for every key starting with prefix, in key order, inside one read transaction. The
+ * pointers are valid only during the call. A non-zero return from fn stops the scan and is
+ * returned. */
+typedef int (*ow_scan_fn)(void *ud, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl);
+int ow_store_scan(ow_store *s, const void *prefix, size_t pl, ow_scan_fn fn, void *ud);
+
+/* Entries in the keyspace and bytes of the data file in use. */
+int ow_store_stat(ow_store *s, uint64_t *entries, uint64_t *bytes);
+
+/* ---- keyspace (docs/storage.md) ----------------------------------------------------------------- */
+
+enum {
+  OW_KEY_META = 'M',    /* 'M' name                          -> meta value */
+  OW_KEY_REGION = 'R',  /* 'R' be32(x^2^31) be32(z^2^31) 'E' be64(id) -> entity record */
+  OW_KEY_FRAME = 'F',   /* 'F' be64(frame)                   -> frame record */
+  OW_KEY_SESSION = 'S', /* 'S' be64(session)                 -> session record */
+  OW_KEY_PLAYER = 'P',  /* 'P' be64(account)                 -> player record */
+};
+#define OW_KEY_ENTITY_LEN 18
+#define OW_KEY_ID_LEN 9
+
+/* Writes the key of an entity in region cell (x, z). */
+void ow_key_entity(uint8_t out[OW_KEY_ENTITY_LEN], int32_t x, int32_t z, uint64_t id);
+/* Parses an entity key; false if it is not one. */
+bool ow_key_parse_entity(const uint8_t *k, size_t kl, int32_t *x, int32_t *z, uint64_t *id);
+/* Writes the 9-byte key of prefix tag + big-endian id (frames, sessions, players). */
+void ow_key_id(uint8_t out[OW_KEY_ID_LEN], uint8_t tag, uint64_t id);
+/* Writes the 8-byte region prefix 'R' x z (without the 'E'); 9 bytes with the 'E'. */
+void ow_key_region_prefix(uint8_t out[10], int32_t x, int32_t z);
+
+#endif

@@ -1,0 +1,138 @@
+/*
+ * world: the authoritative in-memory world of one zone: entities partitioned into regions, and
+ * the built-in actions that change them, each validated completely before it changes anything.
+ * It knows nothing of sessions, frames or storage; it records which entities changed so that the
+ * zone can commit them, and it encodes/decodes entity records for the store.
+ */
+#ifndef OW_WORLD_H
+#define OW_WORLD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "content/content.h"
+#include "core/core.h"
+
+typedef uint64_t ow_id;
+
+typedef struct ow_world ow_world;
+
+typedef struct ow_world_config {
+  float region_size; /* metres per region cell on the X/Z plane (default 256) */
+  float reach;       /* how far an avatar may act, metres; 0 disables the check */
+  float bound;       /* |x|, |y|, |z| limit of the world, metres */
+} ow_world_config;
+
+/* A region: one cell of the grid on the X/Z plane. */
+typedef struct ow_cell {
+  int32_t x, z;
+} ow_cell;
+
+enum { OW_EF_DIRTY = 1, OW_EF_STREAM_DIRTY = 2 };
+#define OW_NONE UINT32_MAX
+
+/* An entity. Other modules read it through ow_world_get(); only world.c writes it. */
+typedef struct ow_entity {
+  ow_id id;     /* 0 marks a free slot */
+  ow_id owner;  /* account id, 0 = public */
+  ow_id parent; /* container, vehicle or avatar holding it; 0 = in the world */
+  struct ow_props *props;
+  ow_transform xf;         /* children: relative to the parent */
+  int32_t hp;
+  uint32_t count;          /* items: units in the stack; others: 1 */
+  uint32_t region;         /* index into the region table (the root's cell) */
+  uint32_t stored_region;  /* region of the key the store holds for it, OW_NONE if none */
+  uint32_t rnext, rprev;   /* region membership list */
+  uint32_t child, sibling; /* first child, next sibling */
+  uint16_t type;
+  uint16_t flags; /* OW_EF_* */
+} ow_entity;
+
+typedef struct ow_props {
+  uint16_t n, cap;
+  ow_prop p[];
+} ow_props;
+
+typedef struct ow_action {
+  uint8_t type;  /* OW_ACT_* (include/otherworld/protocol.h) */
+  uint16_t kind; /* build: structure type id; craft: recipe id */
+  ow_id target;  /* the entity acted on */
+  ow_id dest;    /* transfer: destination container */
+  uint32_t count; /* transfer: units */
+  ow_transform xf; /* move, build */
+} ow_action;
+
+typedef struct ow_result {
+  int32_t code;   /* 0 or a negative OW_E_* reason; nothing changed when negative */
+  ow_id entity;   /* created or receiving entity (build, harvest, craft, transfer), else target */
+  uint32_t count; /* units yielded, crafted or moved */
+} ow_result;
+
+/* Creates an empty world over `content`, which must outlive it. */
+ow_world *ow_world_create(const ow_world_config *cfg, ow_content *content);
+void ow_world_destroy(ow_world *w);
+
+ow_content *ow_world_content(const ow_world *w);
+const ow_world_config *ow_world_config_get(const ow_world *w);
+
+/* Returns the entity or NULL. The pointer stays valid until that entity is destroyed. */
+const ow_entity *ow_world_get(const ow_world *w, ow_id id);
+size_t ow_world_count(const ow_world *w);
+/* The next id the world will assign; persisted by the zone, restored on load. */
+ow_id ow_world_next_id(const ow_world *w);
+void ow_world_set_next_id(ow_world *w, ow_id next);
+
+/* Calls fn for every live entity (unspecified order). */
+void ow_world_each(const ow_world *w, void (*fn)(void *ud, const ow_entity *e), void *ud);
+
+/* Region of an entity and the entities of one region (children included). */
+ow_cell ow_world_region_cell(const ow_world *w, uint32_t region);
+ow_cell ow_world_cell_of(const ow_world *w, const float pos[3]);
+size_t ow_world_region_count(const ow_world *w, ow_cell cell);
+void ow_world_region_each(const ow_world *w, ow_cell cell,
+                          void (*fn)(void *ud, const ow_entity *e), void *ud);
+
+/* Creates an entity with a new id and the type's default hp and properties. parent must be 0 or
+ * an existing entity. Marks it changed. Used for seeding and avatars; actions create their own. */
+int ow_world_spawn(ow_world *w, uint16_t type, ow_id owner, ow_id parent, const ow_transform *xf,
+                   ow_id *out);
+
+/* Property access. get returns NULL when absent; the pointer is valid until the next change. */
+const ow_prop *ow_world_prop(const ow_entity *e, uint16_t key);
+
+/* Applies one action for `account` whose avatar is `avatar`. Always fills *res; returns res->code.
+ * On failure nothing in the world changed. */
+int ow_world_apply(ow_world *w, ow_id account, ow_id avatar, const ow_action *a, ow_result *res);
+
+/* Latest-value-wins transform stream (avatar pose, held objects): validated like a move, applied
+ * at once, never logged; the entity is written at the next checkpoint. */
+int ow_world_stream(ow_world *w, ow_id account, ow_id avatar, ow_id entity, const ow_transform *xf);
+
+/* Change tracking. drain calls put() for every entity changed by actions since the last drain
+ * (and, if `checkpoint`, every entity changed only by streams), and del() for every destroyed entity
+ * the store holds; old_cell is the region its stored key lives under (had_old says whether there
+ * is one). Then it forgets them. */
+typedef struct ow_change_sink {
+  void (*put)(void *ud, const ow_entity *e, ow_cell cell, bool had_old, ow_cell old_cell);
+  void (*del)(void *ud, ow_id id, ow_cell old_cell);
+  void *ud;
+} ow_change_sink;
+void ow_world_drain(ow_world *w, bool checkpoint, const ow_change_sink *sink);
+/* Number of entities awaiting the next drain (actions) and the next checkpoint (streams). */
+size_t ow_world_pending(const ow_world *w, size_t *stream_pending);
+
+/* Entity records, the value stored under an entity key. encode appends to out. load decodes a
+ * record into a new entity (not marked changed); call ow_world_link() after the last one. */
+void ow_world_encode(const ow_world *w, const ow_entity *e, ow_buf *out);
+int ow_world_load(ow_world *w, ow_id id, ow_cell stored_cell, const void *rec, size_t len);
+/* Connects children to parents after loading; fails with OW_E_CORRUPT on a dangling parent. */
+int ow_world_link(ow_world *w);
+
+/* Sum of item units of each item type over the whole world, for conservation checks:
+ * totals[type] for type < ntypes. */
+void ow_world_item_totals(const ow_world *w, uint64_t *totals);
+
+/* Bytes used by the world's own structures (pool, index, regions, properties). */
+size_t ow_world_bytes(const ow_world *w);
+
+#endif

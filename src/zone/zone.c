@@ -1,0 +1,573 @@
+/* zone: sessions, exactly-once actions, frames and group commit. See zone.h and docs/storage.md. */
+#include "zone/zone.h"
+
+#include <errno.h>
+#include <sys/random.h>
+
+#include "otherworld/protocol.h"
+
+enum { FORMAT_VERSION = 1 };
+
+typedef struct ring_ent {
+  uint64_t seq, frame;
+  ow_result res;
+} ring_ent;
+
+typedef struct session {
+  uint64_t id;
+  ow_id account, avatar;
+  uint64_t last_seq;
+  uint32_t head, n; /* ring of the last `replay_window` results; head = next write */
+  bool dirty;
+  ring_ent ring[];
+} session;
+
+struct ow_zone_commit {
+  ow_store *store;
+  ow_batch batch;
+  uint64_t frame;
+  uint64_t sealed_ns;
+  OW_VEC(ow_applied) actions;
+  OW_VEC(ow_id) changed;
+  ow_buf scratch;
+};
+
+struct ow_zone {
+  ow_zone_config cfg;
+  ow_content *content;
+  ow_store *store;
+  ow_world *world;
+  ow_durable_fn on_durable;
+  void *ud;
+  ow_map sessions; /* id -> session* */
+  ow_map players;  /* account -> avatar id */
+  OW_VEC(session *) dirty_sessions;
+  OW_VEC(ow_id) dirty_players;
+  ow_zone_commit commits[2];
+  ow_zone_commit *gather, *inflight;
+  uint64_t durable_frame;
+  int store_err;
+  bool write_format;
+  ow_zone_load_stats stats;
+};
+
+/* ---- action encoding ------------------------------------------------------------------------------ */
+
+void ow_action_encode(const ow_action *a, ow_buf *out) {
+  ow_buf_u8(out, a->type);
+  ow_buf_u16(out, a->kind);
+  ow_buf_u64(out, a->target);
+  ow_buf_u64(out, a->dest);
+  ow_buf_u32(out, a->count);
+  for (int i = 0; i < 3; i++) ow_buf_f32(out, a->xf.pos[i]);
+  for (int i = 0; i < 4; i++) ow_buf_f32(out, a->xf.rot[i]);
+  for (int i = 0; i < 3; i++) ow_buf_f32(out, a->xf.scale[i]);
+}
+
+int ow_action_decode(ow_reader *r, ow_action *a) {
+  a->type = ow_rd_u8(r);
+  a->kind = ow_rd_u16(r);
+  a->target = ow_rd_u64(r);
+  a->dest = ow_rd_u64(r);
+  a->count = ow_rd_u32(r);
+  for (int i = 0; i < 3; i++) a->xf.pos[i] = ow_rd_f32(r);
+  for (int i = 0; i < 4; i++) a->xf.rot[i] = ow_rd_f32(r);
+  for (int i = 0; i < 3; i++) a->xf.scale[i] = ow_rd_f32(r);
+  return r->err;
+}
+
+/* ---- records ------------------------------------------------------------------------------------ */
+
+static void meta_key(ow_buf *k, const char *name) {
+  k->len = 0;
+  ow_buf_u8(k, OW_KEY_META);
+  ow_buf_put(k, name, strlen(name));
+}
+
+static void put_meta_u64(ow_zone_commit *c, const char *name, uint64_t v) {
+  ow_buf k;
+  ow_buf_init(&k);
+  meta_key(&k, name);
+  ow_batch_put_begin(&c->batch, k.data, k.len);
+  ow_buf_u64(&c->batch.ops, v);
+  ow_batch_put_end(&c->batch);
+  ow_buf_deinit(&k);
+}
+
+static void encode_session(const ow_zone *z, const session *s, ow_buf *out) {
+  ow_buf_u64(out, s->account);
+  ow_buf_u64(out, s->avatar);
+  ow_buf_u64(out, s->last_seq);
+  ow_buf_u16(out, (uint16_t)s->n);
+  uint32_t w = z->cfg.replay_window;
+  for (uint32_t i = 0; i < s->n; i++) {
+    const ring_ent *e = &s->ring[(s->head + w - s->n + i) % w];
+    ow_buf_u64(out, e->seq);
+    ow_buf_u64(out, e->frame);
+    ow_buf_i32(out, e->res.code);
+    ow_buf_u64(out, e->res.entity);
+    ow_buf_u32(out, e->res.count);
+  }
+}
+
+static session *session_new(ow_zone *z, uint64_t id) {
+  session *s = ow_calloc(1, sizeof *s + z->cfg.replay_window * sizeof(ring_ent));
+  s->id = id;
+  ow_map_set(&z->sessions, id, (uint64_t)(uintptr_t)s);
+  return s;
+}
+
+static int decode_session(ow_zone *z, uint64_t id, const uint8_t *v, size_t vl) {
+  ow_reader r;
+  ow_reader_init(&r, v, vl);
+  session *s = session_new(z, id);
+  s->account = ow_rd_u64(&r);
+  s->avatar = ow_rd_u64(&r);
+  s->last_seq = ow_rd_u64(&r);
+  uint32_t n = ow_rd_u16(&r);
+  for (uint32_t i = 0; i < n && !r.err; i++) {
+    ring_ent e;
+    e.seq = ow_rd_u64(&r);
+    e.frame = ow_rd_u64(&r);
+    e.res.code = ow_rd_i32(&r);
+    e.res.entity = ow_rd_u64(&r);
+    e.res.count = ow_rd_u32(&r);
+    /* A smaller window than when written keeps the newest entries. */
+    s->ring[s->head] = e;
+    s->head = (s->head + 1) % z->cfg.replay_window;
+    if (s->n < z->cfg.replay_window) s->n++;
+  }
+  return r.err || r.left ? OW_E_CORRUPT : 0;
+}
+
+static void mark_session(ow_zone *z, session *s) {
+  if (!s->dirty) {
+    s->dirty = true;
+    OW_VEC_PUSH(z->dirty_sessions, s);
+  }
+}
+
+/* ---- commits ------------------------------------------------------------------------------------- */
+
+static void commit_init(ow_zone_commit *c, ow_store *store) {
+  memset(c, 0, sizeof *c);
+  c->store = store;
+  ow_batch_init(&c->batch);
+  ow_buf_init(&c->scratch);
+}
+
+static void commit_reset(ow_zone_commit *c) {
+  ow_batch_reset(&c->batch);
+  c->actions.len = 0;
+  c->changed.len = 0;
+}
+
+static void commit_deinit(ow_zone_commit *c) {
+  ow_batch_deinit(&c->batch);
+  OW_VEC_FREE(c->actions);
+  OW_VEC_FREE(c->changed);
+  ow_buf_deinit(&c->scratch);
+}
+
+typedef struct seal_ctx {
+  ow_zone *z;
+  ow_zone_commit *c;
+} seal_ctx;
+
+static void sink_put(void *ud, const ow_entity *e, ow_cell cell, bool had_old, ow_cell old) {
+  seal_ctx *x = ud;
+  uint8_t k[OW_KEY_ENTITY_LEN];
+  if (had_old) {
+    ow_key_entity(k, old.x, old.z, e->id);
+    ow_batch_del(&x->c->batch, k, sizeof k);
+  }
+  ow_key_entity(k, cell.x, cell.z, e->id);
+  ow_batch_put_begin(&x->c->batch, k, sizeof k);
+  ow_world_encode(x->z->world, e, &x->c->batch.ops);
+  ow_batch_put_end(&x->c->batch);
+  OW_VEC_PUSH(x->c->changed, e->id);
+}
+
+static void sink_del(void *ud, ow_id id, ow_cell old) {
+  seal_ctx *x = ud;
+  uint8_t k[OW_KEY_ENTITY_LEN];
+  ow_key_entity(k, old.x, old.z, id);
+  ow_batch_del(&x->c->batch, k, sizeof k);
+  OW_VEC_PUSH(x->c->changed, id);
+}
+
+static void sink_none_put(void *ud, const ow_entity *e, ow_cell c, bool h, ow_cell o) {
+  (void)ud, (void)e, (void)c, (void)h, (void)o;
+}
+static void sink_none_del(void *ud, ow_id id, ow_cell o) { (void)ud, (void)id, (void)o; }
+
+bool ow_zone_commit_wanted(const ow_zone *z, bool checkpoint) {
+  size_t sp = 0;
+  size_t p = ow_world_pending(z->world, &sp);
+  return z->gather->actions.len || p || z->dirty_sessions.len || z->dirty_players.len ||
+         z->write_format || (checkpoint && sp);
+}
+
+int ow_zone_commit_begin(ow_zone *z, bool checkpoint, ow_zone_commit **out) {
+  *out = NULL;
+  if (z->inflight) return OW_E_BUSY;
+  ow_zone_commit *c = z->gather;
+  if (z->store_err) {
+    /* Durability is suspended: keep memory bounded and tell the callers, every frame. */
+    ow_change_sink none = {sink_none_put, sink_none_del, NULL};
+    ow_world_drain(z->world, checkpoint, &none);
+    for (size_t i = 0; i < z->dirty_sessions.len; i++) z->dirty_sessions.v[i]->dirty = false;
+    z->dirty_sessions.len = z->dirty_players.len = 0;
+    if (c->actions.len && z->on_durable) {
+      ow_frame_info fi = {.frame = c->frame, .status = z->store_err, .actions = c->actions.v,
+                          .nactions = c->actions.len};
+      z->on_durable(z->ud, &fi);
+    }
+    commit_reset(c);
+    return z->store_err;
+  }
+  if (!ow_zone_commit_wanted(z, checkpoint)) return 0;
+  c->sealed_ns = ow_now_ns();
+  seal_ctx x = {z, c};
+  ow_change_sink sink = {sink_put, sink_del, &x};
+  ow_world_drain(z->world, checkpoint, &sink);
+
+  uint8_t k[OW_KEY_ID_LEN];
+  for (size_t i = 0; i < z->dirty_sessions.len; i++) {
+    session *s = z->dirty_sessions.v[i];
+    ow_key_id(k, OW_KEY_SESSION, s->id);
+    ow_batch_put_begin(&c->batch, k, sizeof k);
+    encode_session(z, s, &c->batch.ops);
+    ow_batch_put_end(&c->batch);
+    s->dirty = false;
+  }
+  z->dirty_sessions.len = 0;
+  for (size_t i = 0; i < z->dirty_players.len; i++) {
+    ow_key_id(k, OW_KEY_PLAYER, z->dirty_players.v[i]);
+    ow_batch_put_begin(&c->batch, k, sizeof k);
+    ow_buf_u64(&c->batch.ops, *ow_map_get(&z->players, z->dirty_players.v[i]));
+    ow_batch_put_end(&c->batch);
+  }
+  z->dirty_players.len = 0;
+
+  /* The frame record: the inputs with their results, and the ids of the resulting delta. */
+  ow_key_id(k, OW_KEY_FRAME, c->frame);
+  ow_batch_put_begin(&c->batch, k, sizeof k);
+  ow_buf *o = &c->batch.ops;
+  ow_buf_u64(o, c->frame);
+  ow_buf_u32(o, (uint32_t)c->actions.len);
+  for (size_t i = 0; i < c->actions.len; i++) {
+    const ow_applied *a = &c->actions.v[i];
+    ow_buf_u64(o, a->session);
+    ow_buf_u64(o, a->seq);
+    ow_action_encode(&a->action, o);
+    ow_buf_i32(o, a->result.code);
+    ow_buf_u64(o, a->result.entity);
+    ow_buf_u32(o, a->result.count);
+  }
+  ow_buf_u32(o, (uint32_t)c->changed.len);
+  for (size_t i = 0; i < c->changed.len; i++) ow_buf_u64(o, c->changed.v[i]);
+  ow_batch_put_end(&c->batch);
+  if (z->cfg.frame_log_keep && c->frame > z->cfg.frame_log_keep) {
+    ow_key_id(k, OW_KEY_FRAME, c->frame - z->cfg.frame_log_keep);
+    ow_batch_del(&c->batch, k, sizeof k);
+  }
+  put_meta_u64(c, "frame", c->frame);
+  put_meta_u64(c, "next_id", ow_world_next_id(z->world));
+  if (z->write_format) {
+    put_meta_u64(c, "format", FORMAT_VERSION);
+    put_meta_u64(c, "content", z->content->hash);
+    z->write_format = false;
+  }
+
+  z->inflight = c;
+  z->gather = (c == &z->commits[0]) ? &z->commits[1] : &z->commits[0];
+  z->gather->frame = c->frame + 1;
+  *out = c;
+  return 0;
+}
+
+int ow_zone_commit_run(ow_zone_commit *c) { return ow_store_write(c->store, &c->batch); }
+
+void ow_zone_commit_end(ow_zone *z, ow_zone_commit *c, int rc) {
+  OW_ASSERT(c == z->inflight);
+  if (rc) {
+    z->store_err = rc;
+    OW_ERROR("durability_suspended", "frame=%llu err=%s msg=\"%s\" hint=\"nothing more is "
+             "confirmed durable until restart\"", (unsigned long long)c->frame, ow_err_name(rc),
+             ow_strerror(rc));
+  } else {
+    z->durable_frame = c->frame;
+  }
+  if (z->on_durable) {
+    ow_frame_info fi = {.frame = c->frame,
+                        .status = rc,
+                        .actions = c->actions.v,
+                        .nactions = c->actions.len,
+                        .changed = c->changed.v,
+                        .nchanged = c->changed.len,
+                        .commit_ns = ow_now_ns() - c->sealed_ns};
+    z->on_durable(z->ud, &fi);
+  }
+  commit_reset(c);
+  z->inflight = NULL;
+}
+
+int ow_zone_commit_sync(ow_zone *z, bool checkpoint) {
+  for (;;) {
+    ow_zone_commit *c;
+    int rc = ow_zone_commit_begin(z, checkpoint, &c);
+    if (rc || !c) return rc;
+    rc = ow_zone_commit_run(c);
+    ow_zone_commit_end(z, c, rc);
+    if (rc) return rc;
+  }
+}
+
+bool ow_zone_commit_in_flight(const ow_zone *z) { return z->inflight != NULL; }
+uint64_t ow_zone_frame(const ow_zone *z) { return z->gather->frame; }
+uint64_t ow_zone_durable_frame(const ow_zone *z) { return z->durable_frame; }
+int ow_zone_store_error(const ow_zone *z) { return z->store_err; }
+ow_world *ow_zone_world(ow_zone *z) { return z->world; }
+const ow_zone_load_stats *ow_zone_load_info(const ow_zone *z) { return &z->stats; }
+
+/* ---- sessions and actions --------------------------------------------------------------------- */
+
+static session *find_session(const ow_zone *z, uint64_t id) {
+  uint64_t *v = ow_map_get(&z->sessions, id);
+  return v ? (session *)(uintptr_t)*v : NULL;
+}
+
+int ow_zone_login(ow_zone *z, ow_id account, uint64_t *session_id, ow_id *avatar) {
+  if (!account) return OW_E_INVAL;
+  uint64_t *av = ow_map_get(&z->players, account);
+  ow_id a = av ? *av : 0;
+  if (!a || !ow_world_get(z->world, a)) {
+    ow_transform xf;
+    ow_transform_identity(&xf);
+    memcpy(xf.pos, z->content->spawn, sizeof xf.pos);
+    int rc = ow_world_spawn(z->world, z->content->avatar_type, account, 0, &xf, &a);
+    if (rc) return rc;
+    ow_transform_identity(&xf);
+    rc = ow_world_spawn(z->world, z->content->inventory_type, account, a, &xf, NULL);
+    if (rc) return rc;
+    ow_map_set(&z->players, account, a);
+    OW_VEC_PUSH(z->dirty_players, account);
+  }
+  uint64_t id = 0;
+  while (!id || find_session(z, id)) {
+    if (getrandom(&id, sizeof id, 0) != sizeof id) return -errno;
+  }
+  session *s = session_new(z, id);
+  s->account = account;
+  s->avatar = a;
+  mark_session(z, s);
+  *session_id = id;
+  if (avatar) *avatar = a;
+  return 0;
+}
+
+int ow_zone_session(ow_zone *z, uint64_t id, ow_id *account, ow_id *avatar, uint64_t *last_seq) {
+  session *s = find_session(z, id);
+  if (!s) return OW_E_NO_SESSION;
+  if (account) *account = s->account;
+  if (avatar) *avatar = s->avatar;
+  if (last_seq) *last_seq = s->last_seq;
+  return 0;
+}
+
+int ow_zone_act(ow_zone *z, uint64_t sid, uint64_t seq, const ow_action *a, ow_result *res,
+                uint64_t *frame, bool *replayed) {
+  session *s = find_session(z, sid);
+  *replayed = false;
+  if (!s) return OW_E_NO_SESSION;
+  if (!seq) return OW_E_INVAL;
+  uint32_t w = z->cfg.replay_window;
+  if (seq <= s->last_seq) {
+    for (uint32_t i = 0; i < s->n; i++) {
+      const ring_ent *e = &s->ring[(s->head + w - 1 - i) % w];
+      if (e->seq == seq) {
+        *res = e->res;
+        *frame = e->frame;
+        *replayed = true;
+        return 0;
+      }
+    }
+    return OW_E_SEQ_TOO_OLD;
+  }
+  ow_world_apply(z->world, s->account, s->avatar, a, res);
+  ow_zone_commit *c = z->gather;
+  s->ring[s->head] = (ring_ent){.seq = seq, .frame = c->frame, .res = *res};
+  s->head = (s->head + 1) % w;
+  if (s->n < w) s->n++;
+  s->last_seq = seq;
+  mark_session(z, s);
+  ow_applied ap = {.session = sid, .seq = seq, .action = *a, .result = *res};
+  OW_VEC_PUSH(c->actions, ap);
+  *frame = c->frame;
+  return 0;
+}
+
+int ow_zone_stream(ow_zone *z, uint64_t sid, ow_id entity, const ow_transform *xf) {
+  session *s = find_session(z, sid);
+  if (!s) return OW_E_NO_SESSION;
+  return ow_world_stream(z->world, s->account, s->avatar, entity, xf);
+}
+
+/* ---- open / recover ----------------------------------------------------------------------------- */
+
+static int load_meta(ow_zone *z, const char *name, uint64_t *v) {
+  ow_buf k, val;
+  ow_buf_init(&k);
+  ow_buf_init(&val);
+  meta_key(&k, name);
+  int rc = ow_store_get(z->store, k.data, k.len, &val);
+  if (!rc) {
+    ow_reader r;
+    ow_reader_init(&r, val.data, val.len);
+    *v = ow_rd_u64(&r);
+    if (r.err || r.left) rc = OW_E_CORRUPT;
+  }
+  ow_buf_deinit(&k);
+  ow_buf_deinit(&val);
+  return rc;
+}
+
+static int scan_entity(void *ud, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl) {
+  ow_zone *z = ud;
+  ow_cell c;
+  uint64_t id;
+  if (!ow_key_parse_entity(k, kl, &c.x, &c.z, &id)) return OW_E_CORRUPT;
+  int rc = ow_world_load(z->world, id, c, v, vl);
+  if (rc) OW_ERROR("load_entity_failed", "id=%llu err=%s", (unsigned long long)id, ow_err_name(rc));
+  return rc;
+}
+
+static int scan_session(void *ud, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl) {
+  if (kl != OW_KEY_ID_LEN) return OW_E_CORRUPT;
+  return decode_session(ud, ow_be64_read(k + 1), v, vl);
+}
+
+static int scan_player(void *ud, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl) {
+  ow_zone *z = ud;
+  ow_reader r;
+  ow_reader_init(&r, v, vl);
+  uint64_t avatar = ow_rd_u64(&r);
+  if (kl != OW_KEY_ID_LEN || r.err || r.left || !ow_be64_read(k + 1)) return OW_E_CORRUPT;
+  ow_map_set(&z->players, ow_be64_read(k + 1), avatar);
+  return 0;
+}
+
+static int recover(ow_zone *z) {
+  uint64_t format = 0, frame = 0, next = 1;
+  int rc = load_meta(z, "format", &format);
+  if (rc == OW_E_NOT_FOUND) {
+    /* An empty store: seed the content's default world (the first frame). */
+    for (uint32_t i = 0; i < z->content->nseeds; i++) {
+      rc = ow_world_spawn(z->world, z->content->seeds[i].type, 0, 0, &z->content->seeds[i].xf, NULL);
+      if (rc) return rc;
+    }
+    z->write_format = true;
+    z->stats.seeded = true;
+    return ow_zone_commit_sync(z, true);
+  }
+  if (rc) return rc;
+  if (format != FORMAT_VERSION) return OW_E_VERSION;
+  if ((rc = load_meta(z, "frame", &frame)) || (rc = load_meta(z, "next_id", &next))) return rc;
+  uint8_t p = OW_KEY_REGION;
+  if ((rc = ow_store_scan(z->store, &p, 1, scan_entity, z))) return rc;
+  if ((rc = ow_world_link(z->world))) return rc;
+  p = OW_KEY_SESSION;
+  if ((rc = ow_store_scan(z->store, &p, 1, scan_session, z))) return rc;
+  p = OW_KEY_PLAYER;
+  if ((rc = ow_store_scan(z->store, &p, 1, scan_player, z))) return rc;
+  if (next > ow_world_next_id(z->world)) ow_world_set_next_id(z->world, next);
+  z->durable_frame = frame;
+  z->gather->frame = frame + 1;
+  return 0;
+}
+
+int ow_zone_open(ow_zone **out, const ow_zone_config *cfg, ow_content *content, ow_store *store,
+                 ow_durable_fn on_durable, void *ud) {
+  *out = NULL;
+  uint64_t t0 = ow_now_ns();
+  size_t mem0 = ow_mem_used();
+  ow_zone *z = ow_calloc(1, sizeof *z);
+  z->cfg = *cfg;
+  if (!z->cfg.replay_window) z->cfg.replay_window = 64;
+  if (z->cfg.replay_window > 65535) z->cfg.replay_window = 65535;
+  z->content = content;
+  z->store = store;
+  z->on_durable = on_durable;
+  z->ud = ud;
+  z->world = ow_world_create(&z->cfg.world, content);
+  ow_map_init(&z->sessions);
+  ow_map_init(&z->players);
+  commit_init(&z->commits[0], store);
+  commit_init(&z->commits[1], store);
+  z->gather = &z->commits[0];
+  z->gather->frame = 1;
+  int rc = recover(z);
+  if (rc) {
+    OW_ERROR("recovery_failed", "err=%s msg=\"%s\"", ow_err_name(rc), ow_strerror(rc));
+    ow_zone_close(z);
+    return rc;
+  }
+  z->stats.entities = ow_world_count(z->world);
+  z->stats.sessions = z->sessions.len;
+  z->stats.seconds = (double)(ow_now_ns() - t0) / 1e9;
+  z->stats.bytes_per_entity =
+      z->stats.entities ? (double)(ow_mem_used() - mem0) / (double)z->stats.entities : 0;
+  *out = z;
+  return 0;
+}
+
+void ow_zone_close(ow_zone *z) {
+  if (!z) return;
+  for (size_t i = 0; i < z->sessions.cap; i++)
+    if (z->sessions.keys[i]) ow_free((void *)(uintptr_t)z->sessions.vals[i]);
+  ow_map_deinit(&z->sessions);
+  ow_map_deinit(&z->players);
+  OW_VEC_FREE(z->dirty_sessions);
+  OW_VEC_FREE(z->dirty_players);
+  commit_deinit(&z->commits[0]);
+  commit_deinit(&z->commits[1]);
+  ow_world_destroy(z->world);
+  ow_free(z);
+}
+
+/* ---- frame log ---------------------------------------------------------------------------------- */
+
+typedef struct log_ctx {
+  ow_frame_visit_fn fn;
+  void *ud;
+} log_ctx;
+
+static int scan_frame(void *ud, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl) {
+  log_ctx *x = ud;
+  ow_reader r;
+  ow_reader_init(&r, v, vl);
+  uint64_t frame = ow_rd_u64(&r);
+  uint32_t n = ow_rd_u32(&r);
+  if (kl != OW_KEY_ID_LEN || r.err || frame != ow_be64_read(k + 1)) return OW_E_CORRUPT;
+  if (!n) return x->fn(x->ud, frame, NULL);
+  for (uint32_t i = 0; i < n; i++) {
+    ow_applied a;
+    a.session = ow_rd_u64(&r);
+    a.seq = ow_rd_u64(&r);
+    ow_action_decode(&r, &a.action);
+    a.result.code = ow_rd_i32(&r);
+    a.result.entity = ow_rd_u64(&r);
+    a.result.count = ow_rd_u32(&r);
+    if (r.err) return OW_E_CORRUPT;
+    int rc = x->fn(x->ud, frame, &a);
+    if (rc) return rc;
+  }
+  return 0;
+}
+
+int ow_zone_frame_log_each(ow_store *store, ow_frame_visit_fn fn, void *ud) {
+  log_ctx x = {fn, ud};
+  uint8_t p = OW_KEY_FRAME;
+  return ow_store_scan(store, &p, 1, scan_frame, &x);
+}
