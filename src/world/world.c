@@ -499,7 +499,7 @@ static plan *plan_load(ow_world *w, int which, ow_entity *c) {
     ow_entity *e = at(w, s);
     if (type_of(w, e)->kind == OW_KIND_ITEM) plan_push(p, e->id, e->type, e->count);
   }
-  qsort(p->s, p->n, sizeof *p->s, cmp_slot);
+  if (p->n > 1) qsort(p->s, p->n, sizeof *p->s, cmp_slot);
   return p;
 }
 
