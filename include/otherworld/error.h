@@ -39,7 +39,19 @@
   X(STORE_FAILED, -1028, "storage failed earlier; durability is suspended until restart") \
   X(SAME_CONTAINER, -1029, "source and destination are the same container")               \
   X(NO_AVATAR, -1030, "session has no avatar")                                             \
-  X(VERSION, -1031, "store was written by an incompatible version")
+  X(VERSION, -1031, "incompatible version")                                               \
+  X(PROTO, -1032, "malformed message")                                                     \
+  X(TOO_LARGE, -1033, "message too large")                                                 \
+  X(AUTH, -1034, "wrong name or password")                                                 \
+  X(NAME_TAKEN, -1035, "account name already taken")                                       \
+  X(TOKEN, -1036, "session token invalid, expired or revoked")                            \
+  X(RATE, -1037, "rate limit exceeded")                                                    \
+  X(STATE, -1038, "message not allowed in this state")                                     \
+  X(SERVER_FULL, -1039, "instance is full")                                                \
+  X(TOO_MANY_SESSIONS, -1040, "too many sessions for this account")                        \
+  X(BAD_NAME, -1041, "name or password has an invalid length or characters")             \
+  X(TEXT_TOO_LONG, -1042, "text too long")                                                 \
+  X(SHUTTING_DOWN, -1043, "server is shutting down")
 
 enum {
 #define OW_ERROR_ENUM(name, num, msg) OW_E_##name = (num),

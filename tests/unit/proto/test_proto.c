@@ -1,0 +1,266 @@
+/* proto: every message round-trips; every malformed input (truncated, oversized, unknown type,
+ * trailing bytes, bad strings) is refused with a reason naming the message; quantization error is
+ * bounded. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdlib.h>
+
+#include "proto/proto.h"
+
+static ow_str S(const char *s) { return (ow_str){s, strlen(s)}; }
+
+static void roundtrip(const ow_msg *m, ow_msg *out, ow_buf *b) {
+  b->len = 0;
+  ow_proto_encode(b, m);
+  size_t used;
+  char err[128];
+  int rc = ow_proto_decode(b->data, b->len, &used, out, err, sizeof err);
+  if (rc) fail_msg("%s: %s", ow_msg_name(m->type), err);
+  assert_int_equal(used, b->len);
+  assert_int_equal(out->type, m->type);
+  assert_int_equal(out->req, m->req);
+  /* Every prefix of a valid message is refused, never read past. */
+  for (size_t n = 0; n < b->len; n++) {
+    ow_msg junk;
+    assert_int_equal(ow_proto_decode(b->data, n, &used, &junk, err, sizeof err), OW_E_PROTO);
+  }
+}
+
+static void test_roundtrip_all(void **state) {
+  (void)state;
+  ow_buf b;
+  ow_buf_init(&b);
+  ow_msg m, o;
+  memset(&m, 0, sizeof m);
+  m = (ow_msg){.type = OW_MSG_HELLO, .req = 1, .u.hello = {OW_PROTO_VERSION, S("godot-3.2")}};
+  roundtrip(&m, &o, &b);
+  assert_int_equal(o.u.hello.version, OW_PROTO_VERSION);
+  assert_memory_equal(o.u.hello.client.p, "godot-3.2", 9);
+  m = (ow_msg){.type = OW_MSG_LOGIN, .req = 2, .u.creds = {S("alice"), S("correct horse")}};
+  roundtrip(&m, &o, &b);
+  assert_int_equal(o.u.creds.password.n, 13);
+  m = (ow_msg){.type = OW_MSG_REGISTER, .req = 3, .u.creds = {S("bob"), S("")}};
+  roundtrip(&m, &o, &b);
+  m = (ow_msg){.type = OW_MSG_RESUME, .req = 4};
+  for (int i = 0; i < OW_TOKEN_LEN; i++) m.u.resume.token[i] = (uint8_t)i;
+  roundtrip(&m, &o, &b);
+  assert_memory_equal(o.u.resume.token, m.u.resume.token, OW_TOKEN_LEN);
+  uint8_t simple[] = {OW_MSG_JOIN, OW_MSG_LEAVE, OW_MSG_LOGOUT, OW_MSG_OK};
+  for (size_t i = 0; i < sizeof simple; i++) {
+    m = (ow_msg){.type = simple[i], .req = 77};
+    roundtrip(&m, &o, &b);
+  }
+  m = (ow_msg){.type = OW_MSG_ACTION, .req = 5};
+  m.u.action.seq = 123456789012345ULL;
+  m.u.action.action = (ow_action){.type = OW_ACT_TRANSFER, .kind = 3, .target = 1ULL << 40, .dest = 9, .count = UINT32_MAX};
+  m.u.action.action.xf.pos[1] = -2.5f;
+  m.u.action.action.xf.rot[3] = 1;
+  roundtrip(&m, &o, &b);
+  assert_true(o.u.action.seq == m.u.action.seq);
+  assert_memory_equal(&o.u.action.action, &m.u.action.action, sizeof(ow_action));
+  m = (ow_msg){.type = OW_MSG_POSE};
+  m.u.pose.mask = 7;
+  m.u.pose.ntrackers = 8;
+  m.u.pose.root[0] = -123456;
+  m.u.pose.root_rot = 0xdeadbeef;
+  for (int i = 0; i < 11; i++) {
+    m.u.pose.bone[i].pos[0] = (int16_t)(-i * 1000);
+    m.u.pose.bone[i].rot = (uint32_t)i;
+  }
+  roundtrip(&m, &o, &b);
+  assert_int_equal(o.u.pose.nbones, 11);
+  assert_int_equal(o.u.pose.bone[10].pos[0], -10000);
+  assert_int_equal(o.u.pose.root[0], -123456);
+  m = (ow_msg){.type = OW_MSG_ACK, .u.ack.snapshot = 99};
+  roundtrip(&m, &o, &b);
+  m = (ow_msg){.type = OW_MSG_CHAT, .req = 6, .u.chat.text = S("h\xc3\xa9llo \xe4\xb8\x96\xe7\x95\x8c")};
+  roundtrip(&m, &o, &b);
+  m = (ow_msg){.type = OW_MSG_PING, .req = 7, .u.ping.client_time = 42};
+  roundtrip(&m, &o, &b);
+  m = (ow_msg){.type = OW_MSG_BYE, .u.bye = {OW_BYE_NORMAL, S("see you")}};
+  roundtrip(&m, &o, &b);
+  m = (ow_msg){.type = OW_MSG_WELCOME, .req = 1, .u.welcome = {1, 60, 30, 1234567, 4096, S("otherworld")}};
+  roundtrip(&m, &o, &b);
+  assert_int_equal(o.u.welcome.pose_hz, 30);
+  m = (ow_msg){.type = OW_MSG_SESSION, .req = 2};
+  m.u.session.account = 5;
+  m.u.session.avatar = 6;
+  m.u.session.last_seq = 7;
+  m.u.session.role = OW_ROLE_ADMIN;
+  m.u.session.expires_in_s = 3600;
+  m.u.session.resumed = 1;
+  roundtrip(&m, &o, &b);
+  assert_int_equal(o.u.session.last_seq, 7);
+  m = (ow_msg){.type = OW_MSG_ERROR, .req = 3, .u.error = {OW_E_AUTH, S("wrong name or password")}};
+  roundtrip(&m, &o, &b);
+  assert_int_equal(o.u.error.code, OW_E_AUTH);
+  m = (ow_msg){.type = OW_MSG_APPLIED, .req = 4};
+  m.u.applied.seq = 10;
+  m.u.applied.result = (ow_result){OW_E_FULL, 12, 0};
+  m.u.applied.frame = 99;
+  m.u.applied.replayed = 1;
+  roundtrip(&m, &o, &b);
+  assert_int_equal(o.u.applied.result.code, OW_E_FULL);
+  m = (ow_msg){.type = OW_MSG_EVENT, .u.event = {OW_EVENT_SYSTEM, 0, S("restarting in 10 s")}};
+  roundtrip(&m, &o, &b);
+  m = (ow_msg){.type = OW_MSG_PONG, .req = 8, .u.pong = {1, 2}};
+  roundtrip(&m, &o, &b);
+  m = (ow_msg){.type = OW_MSG_SERVER_BYE, .u.bye = {OW_BYE_TAKEN_OVER, S("logged in elsewhere")}};
+  roundtrip(&m, &o, &b);
+  ow_buf_deinit(&b);
+}
+
+static void test_durable_and_batching(void **state) {
+  (void)state;
+  ow_buf b;
+  ow_buf_init(&b);
+  uint64_t seqs[] = {1, 2, UINT64_MAX};
+  ow_proto_put_durable(&b, 77, 0, seqs, 3);
+  ow_msg pong = {.type = OW_MSG_PONG, .req = 9};
+  ow_proto_encode(&b, &pong);
+  size_t used, off = 0;
+  ow_msg m;
+  char err[128];
+  assert_int_equal(ow_proto_decode(b.data, b.len, &used, &m, err, sizeof err), 0);
+  assert_int_equal(m.type, OW_MSG_DURABLE);
+  assert_int_equal(m.u.durable.n, 3);
+  assert_true(ow_proto_durable_seq(&m, 2) == UINT64_MAX);
+  off += used;
+  assert_int_equal(ow_proto_decode(b.data + off, b.len - off, &used, &m, err, sizeof err), 0);
+  assert_int_equal(m.type, OW_MSG_PONG);
+  assert_int_equal(off + used, b.len);
+  ow_buf_deinit(&b);
+}
+
+static void expect_bad(const uint8_t *p, size_t n, const char *fragment) {
+  ow_msg m;
+  size_t used;
+  char err[256] = "";
+  int rc = ow_proto_decode(p, n, &used, &m, err, sizeof err);
+  if (rc != OW_E_PROTO || !strstr(err, fragment)) fail_msg("expected '%s', got rc=%d '%s'", fragment, rc, err);
+}
+
+static void test_malformed(void **state) {
+  (void)state;
+  const uint8_t unknown[] = {0x7e, 0, 0};
+  expect_bad(unknown, sizeof unknown, "unknown message type 0x7e");
+  const uint8_t short_join[] = {OW_MSG_JOIN, 3, 0, 1, 2, 3};
+  expect_bad(short_join, sizeof short_join, "JOIN (0x05): body of 3 bytes, expected 4");
+  const uint8_t long_join[] = {OW_MSG_JOIN, 5, 0, 1, 2, 3, 4, 5};
+  expect_bad(long_join, sizeof long_join, "JOIN (0x05): body of 5 bytes");
+  const uint8_t past_end[] = {OW_MSG_JOIN, 4, 0, 1, 2};
+  expect_bad(past_end, sizeof past_end, "runs past the end");
+  /* LOGIN whose name claims more bytes than there are. */
+  const uint8_t login[] = {OW_MSG_LOGIN, 7, 0, 1, 0, 0, 0, 200, 'a', 0};
+  expect_bad(login, sizeof login, "LOGIN");
+  /* LOGIN with a trailing byte after the password. */
+  const uint8_t trailing[] = {OW_MSG_LOGIN, 8, 0, 1, 0, 0, 0, 1, 'a', 0, 9};
+  expect_bad(trailing, sizeof trailing, "trailing bytes");
+  /* Chat with invalid UTF-8, and with a NUL. */
+  const uint8_t chat[] = {OW_MSG_CHAT, 8, 0, 1, 0, 0, 0, 2, 0, 0xc3, 0x28};
+  expect_bad(chat, sizeof chat, "CHAT");
+  const uint8_t chat0[] = {OW_MSG_CHAT, 8, 0, 1, 0, 0, 0, 2, 0, 'a', 0};
+  expect_bad(chat0, sizeof chat0, "CHAT");
+  /* A pose with 9 trackers, and one with an unknown bone bit. */
+  uint8_t pose[3 + 18] = {OW_MSG_POSE, 18, 0, 0, 9};
+  expect_bad(pose, sizeof pose, "POSE");
+  pose[3] = 8;
+  pose[4] = 0;
+  expect_bad(pose, sizeof pose, "POSE");
+  /* A pose whose mask promises a bone that is not there. */
+  pose[3] = 1;
+  expect_bad(pose, sizeof pose, "POSE");
+  expect_bad(unknown, 2, "truncated header");
+}
+
+static void test_random_bytes_never_crash(void **state) {
+  (void)state;
+  srand(7);
+  uint8_t buf[256];
+  int ok = 0;
+  for (int i = 0; i < 200000; i++) {
+    size_t n = (size_t)(rand() % (int)sizeof buf);
+    for (size_t k = 0; k < n; k++) buf[k] = (uint8_t)rand();
+    if (n >= 3 && rand() % 2) { /* plausible header */
+      buf[0] = (uint8_t)(rand() % 2 ? rand() % 14 : 0x81 + rand() % 12);
+      size_t len = n - 3;
+      buf[1] = (uint8_t)len;
+      buf[2] = (uint8_t)(len >> 8);
+    }
+    ow_msg m;
+    size_t used;
+    char err[128];
+    if (ow_proto_decode(buf, n, &used, &m, err, sizeof err) == 0) {
+      ok++;
+      assert_true(used <= n);
+    }
+  }
+  assert_true(ok > 0);
+}
+
+static void test_quantization(void **state) {
+  (void)state;
+  assert_int_equal(ow_quant_mm(1.2345f), 1235);
+  assert_int_equal(ow_quant_mm(-0.0004f), 0);
+  assert_int_equal(ow_quant_mm(1e12f), INT32_MAX);
+  assert_int_equal(ow_quant_mm(NAN), 0);
+  assert_true(fabsf(ow_dequant_mm(1235) - 1.235f) < 1e-6f);
+  srand(3);
+  float worst = 0;
+  for (int i = 0; i < 100000; i++) {
+    float q[4], r[4], n = 0;
+    for (int k = 0; k < 4; k++) {
+      q[k] = (float)rand() / RAND_MAX * 2 - 1;
+      n += q[k] * q[k];
+    }
+    n = sqrtf(n);
+    for (int k = 0; k < 4; k++) q[k] /= n;
+    ow_quat_unpack(ow_quat_pack(q), r);
+    /* Same rotation: |dot| close to 1. The angle error of 10-bit smallest-three is below 0.25 deg. */
+    float dot = fabsf(q[0] * r[0] + q[1] * r[1] + q[2] * r[2] + q[3] * r[3]);
+    float angle = 2 * acosf(dot > 1 ? 1 : dot) * 57.29578f;
+    if (angle > worst) worst = angle;
+  }
+  print_message("quaternion worst error %.3f deg\n", worst);
+  assert_true(worst < 0.5f);
+}
+
+static void test_entity(void **state) {
+  (void)state;
+  ow_wire_entity e = {.id = 9, .owner = 3, .parent = 0, .type = 4, .pos = {1, -2, 3}, .rot = 77,
+                      .scale = {1, 2, 3}, .hp = 50, .count = 1, .nprops = 2};
+  e.props[0].key = 1;
+  e.props[0].type = OW_PROP_INT;
+  e.props[0].v.i = -5;
+  e.props[1].key = 2;
+  e.props[1].type = OW_PROP_STRING;
+  e.props[1].v.s = S("head");
+  ow_buf b;
+  ow_buf_init(&b);
+  ow_proto_put_entity(&b, &e);
+  ow_reader r;
+  ow_reader_init(&r, b.data, b.len);
+  ow_wire_entity o;
+  assert_int_equal(ow_proto_read_entity(&r, &o), 0);
+  assert_int_equal(r.left, 0);
+  assert_int_equal(o.pos[1], -2);
+  assert_int_equal(o.props[0].v.i, -5);
+  assert_memory_equal(o.props[1].v.s.p, "head", 4);
+  for (size_t n = 0; n < b.len; n++) {
+    ow_reader_init(&r, b.data, n);
+    assert_int_equal(ow_proto_read_entity(&r, &o), OW_E_PROTO);
+  }
+  ow_buf_deinit(&b);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_roundtrip_all),  cmocka_unit_test(test_durable_and_batching),
+      cmocka_unit_test(test_malformed),      cmocka_unit_test(test_random_bytes_never_crash),
+      cmocka_unit_test(test_quantization),   cmocka_unit_test(test_entity),
+  };
+  return cmocka_run_group_tests_name("proto", tests, NULL, NULL);
+}
