@@ -74,5 +74,7 @@ enum { OW_BONE_HEAD = 0, OW_BONE_LEFT_HAND = 1, OW_BONE_RIGHT_HAND = 2, OW_BONE_
 #define OW_POSE_MAX_TRACKERS 8
 
 #define OW_TOKEN_LEN 32
+#define OW_NAME_MIN_LEN 3
+#define OW_NAME_MAX_LEN 32
 
 #endif

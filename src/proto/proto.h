@@ -13,7 +13,7 @@
 /* Header of every message: u8 type, u16 body length. One WebSocket message carries one or more. */
 #define OW_MSG_HEADER 3
 #define OW_MSG_MAX_BODY 65535
-#define OW_NAME_MAX 32       /* account names */
+#define OW_NAME_MAX OW_NAME_MAX_LEN
 #define OW_PASSWORD_MIN 8
 #define OW_PASSWORD_MAX 128
 #define OW_TEXT_MAX 512      /* chat and system text */

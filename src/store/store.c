@@ -64,8 +64,6 @@ void ow_store_close(ow_store *s) {
 
 /* ---- batches ------------------------------------------------------------------------------------ */
 
-enum { OP_PUT = 1, OP_DEL = 2 };
-
 void ow_batch_init(ow_batch *b) { memset(b, 0, sizeof *b); }
 void ow_batch_deinit(ow_batch *b) { ow_buf_deinit(&b->ops); }
 void ow_batch_reset(ow_batch *b) {
@@ -76,7 +74,7 @@ void ow_batch_reset(ow_batch *b) {
 
 void ow_batch_put_begin(ow_batch *b, const void *k, size_t kl) {
   OW_ASSERT(!b->open_val && kl > 0 && kl <= 511);
-  ow_buf_u8(&b->ops, OP_PUT);
+  ow_buf_u8(&b->ops, OW_BATCH_PUT);
   ow_buf_u32(&b->ops, (uint32_t)kl);
   ow_buf_put(&b->ops, k, kl);
   b->open_val = b->ops.len;
@@ -99,34 +97,47 @@ void ow_batch_put(ow_batch *b, const void *k, size_t kl, const void *v, size_t v
 
 void ow_batch_del(ow_batch *b, const void *k, size_t kl) {
   OW_ASSERT(!b->open_val && kl > 0 && kl <= 511);
-  ow_buf_u8(&b->ops, OP_DEL);
+  ow_buf_u8(&b->ops, OW_BATCH_DEL);
   ow_buf_u32(&b->ops, (uint32_t)kl);
   ow_buf_put(&b->ops, k, kl);
   b->n++;
 }
 
-static int apply(ow_store *s, MDB_txn *txn, const ow_batch *b) {
+int ow_batch_each(const ow_batch *b, ow_batch_fn fn, void *ud) {
   ow_reader r;
   ow_reader_init(&r, b->ops.data, b->ops.len);
   for (size_t i = 0; i < b->n; i++) {
     uint8_t op = ow_rd_u8(&r);
-    MDB_val k, v;
-    k.mv_size = ow_rd_u32(&r);
-    k.mv_data = (void *)ow_rd_bytes(&r, k.mv_size);
-    if (r.err) return OW_E_CORRUPT;
-    int rc;
-    if (op == OP_PUT) {
-      v.mv_size = ow_rd_u32(&r);
-      v.mv_data = (void *)ow_rd_bytes(&r, v.mv_size);
-      if (r.err) return OW_E_CORRUPT;
-      rc = mdb_put(txn, s->dbi, &k, &v, 0);
-    } else {
-      rc = mdb_del(txn, s->dbi, &k, NULL);
-      if (rc == MDB_NOTFOUND) rc = 0;
+    size_t kl = ow_rd_u32(&r);
+    const uint8_t *k = ow_rd_bytes(&r, kl), *v = NULL;
+    size_t vl = 0;
+    if (op == OW_BATCH_PUT) {
+      vl = ow_rd_u32(&r);
+      v = ow_rd_bytes(&r, vl);
     }
+    if (r.err || (op != OW_BATCH_PUT && op != OW_BATCH_DEL)) return OW_E_CORRUPT;
+    int rc = fn(ud, op, k, kl, v, vl);
     if (rc) return rc;
   }
   return 0;
+}
+
+typedef struct apply_ctx {
+  ow_store *s;
+  MDB_txn *txn;
+} apply_ctx;
+
+static int apply_one(void *ud, int op, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl) {
+  apply_ctx *x = ud;
+  MDB_val key = {kl, (void *)k}, val = {vl, (void *)v};
+  int rc = op == OW_BATCH_PUT ? mdb_put(x->txn, x->s->dbi, &key, &val, 0)
+                              : mdb_del(x->txn, x->s->dbi, &key, NULL);
+  return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+static int apply(ow_store *s, MDB_txn *txn, const ow_batch *b) {
+  apply_ctx x = {s, txn};
+  return ow_batch_each(b, apply_one, &x);
 }
 
 int ow_store_write(ow_store *s, const ow_batch *b) {

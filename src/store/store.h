@@ -41,6 +41,12 @@ void ow_batch_put_begin(ow_batch *b, const void *k, size_t kl);
 void ow_batch_put_end(ow_batch *b);
 void ow_batch_del(ow_batch *b, const void *k, size_t kl);
 
+/* Calls fn for each operation of the batch in order: op is OW_BATCH_PUT (v, vl valid) or
+ * OW_BATCH_DEL. A non-zero return stops the walk and is returned. */
+enum { OW_BATCH_PUT = 1, OW_BATCH_DEL = 2 };
+typedef int (*ow_batch_fn)(void *ud, int op, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl);
+int ow_batch_each(const ow_batch *b, ow_batch_fn fn, void *ud);
+
 /* Applies the batch in one write transaction and makes it durable (unless nosync). Returns 0,
  * -errno (EIO, ENOSPC, ...) or OW_E_STORE. May run on a thread other than the one that opened the
  * store, but only one write at a time. On failure nothing of the batch is applied. */
@@ -66,6 +72,9 @@ enum {
   OW_KEY_FRAME = 'F',   /* 'F' be64(frame)                   -> frame record */
   OW_KEY_SESSION = 'S', /* 'S' be64(session)                 -> session record */
   OW_KEY_PLAYER = 'P',  /* 'P' be64(account)                 -> player record */
+  OW_KEY_ACCOUNT = 'A', /* 'A' be64(account)                 -> account record */
+  OW_KEY_NAME = 'N',    /* 'N' name bytes                    -> be64(account) */
+  OW_KEY_TOKEN = 'T',   /* 'T' blake2b-256(token)            -> token record */
 };
 #define OW_KEY_ENTITY_LEN 18
 #define OW_KEY_ID_LEN 9

@@ -838,73 +838,81 @@ void ow_world_encode(const ow_world *w, const ow_entity *e, ow_buf *out) {
   }
 }
 
-int ow_world_load(ow_world *w, ow_id id, ow_cell cell, const void *rec, size_t len) {
+int ow_world_record_view(ow_world *w, const void *rec, size_t len, ow_record_view *v) {
   ow_reader r;
   ow_reader_init(&r, rec, len);
-  if (!id || ow_rd_u8(&r) != RECORD_VERSION) return OW_E_CORRUPT;
+  if (ow_rd_u8(&r) != RECORD_VERSION) return OW_E_CORRUPT;
   size_t tl;
   const char *tn = ow_rd_str16(&r, &tl);
   if (r.err) return OW_E_CORRUPT;
   int type = ow_content_type_id(w->content, tn, tl);
   if (type < 0) {
-    OW_ERROR("load_unknown_type", "id=%llu type=%.*s hint=\"the content file no longer defines "
-             "this type\"", (unsigned long long)id, (int)tl, tn);
+    OW_ERROR("record_unknown_type", "type=%.*s hint=\"the content file no longer defines this "
+             "type\"", (int)tl, tn);
     return OW_E_UNKNOWN_TYPE;
   }
-  if (find(w, id) != OW_NONE) return OW_E_CORRUPT;
-  ow_entity tmp;
-  memset(&tmp, 0, sizeof tmp);
-  tmp.owner = ow_rd_u64(&r);
-  tmp.parent = ow_rd_u64(&r);
-  for (int i = 0; i < 3; i++) tmp.xf.pos[i] = ow_rd_f32(&r);
-  for (int i = 0; i < 4; i++) tmp.xf.rot[i] = ow_rd_f32(&r);
-  for (int i = 0; i < 3; i++) tmp.xf.scale[i] = ow_rd_f32(&r);
-  tmp.hp = ow_rd_i32(&r);
-  tmp.count = ow_rd_u32(&r);
-  uint8_t n = ow_rd_u8(&r);
-  if (r.err) return OW_E_CORRUPT;
-  ow_props *props = NULL;
-  if (n) {
-    props = ow_calloc(1, sizeof(ow_props) + n * sizeof(ow_prop));
-    props->cap = n;
-    w->props_bytes += sizeof(ow_props) + n * sizeof(ow_prop);
-    for (uint8_t i = 0; i < n && !r.err; i++) {
-      size_t kl;
-      const char *k = ow_rd_str16(&r, &kl);
-      ow_prop *p = &props->p[i];
-      p->type = ow_rd_u8(&r);
-      if (r.err || kl == 0) break;
-      p->key = (uint16_t)ow_content_key(w->content, k, kl, true);
-      if (p->type == OW_PROP_INT) {
-        p->v.i = (int64_t)ow_rd_u64(&r);
-      } else if (p->type == OW_PROP_FLOAT) {
-        p->v.f = ow_rd_f64(&r);
-      } else if (p->type == OW_PROP_REF) {
-        p->v.ref = ow_rd_u64(&r);
-      } else if (p->type == OW_PROP_STRING) {
-        size_t sl;
-        const char *s = ow_rd_str16(&r, &sl);
-        if (r.err) break;
-        p->v.s = ow_strndup(s, sl);
-        w->props_bytes += sl + 1;
-      } else {
-        r.err = OW_E_CORRUPT;
-        break;
-      }
-      props->n++;
+  v->type = (uint16_t)type;
+  v->owner = ow_rd_u64(&r);
+  v->parent = ow_rd_u64(&r);
+  for (int i = 0; i < 3; i++) v->xf.pos[i] = ow_rd_f32(&r);
+  for (int i = 0; i < 4; i++) v->xf.rot[i] = ow_rd_f32(&r);
+  for (int i = 0; i < 3; i++) v->xf.scale[i] = ow_rd_f32(&r);
+  v->hp = ow_rd_i32(&r);
+  v->count = ow_rd_u32(&r);
+  v->nprops = ow_rd_u8(&r);
+  if (r.err || v->nprops > 32) return OW_E_CORRUPT;
+  for (uint8_t i = 0; i < v->nprops; i++) {
+    size_t kl;
+    const char *k = ow_rd_str16(&r, &kl);
+    v->props[i].type = ow_rd_u8(&r);
+    if (r.err || kl == 0) return OW_E_CORRUPT;
+    int key = ow_content_key(w->content, k, kl, true);
+    if (key < 0) return OW_E_CORRUPT;
+    v->props[i].key = (uint16_t)key;
+    switch (v->props[i].type) {
+    case OW_PROP_INT: v->props[i].v.i = (int64_t)ow_rd_u64(&r); break;
+    case OW_PROP_FLOAT: v->props[i].v.f = ow_rd_f64(&r); break;
+    case OW_PROP_REF: v->props[i].v.ref = ow_rd_u64(&r); break;
+    case OW_PROP_STRING: v->props[i].v.s.p = ow_rd_str16(&r, &v->props[i].v.s.n); break;
+    default: return OW_E_CORRUPT;
     }
   }
-  if (r.err || r.left) {
-    props_free(w, props);
-    return OW_E_CORRUPT;
+  return r.err || r.left ? OW_E_CORRUPT : 0;
+}
+
+int ow_world_load(ow_world *w, ow_id id, ow_cell cell, const void *rec, size_t len) {
+  if (!id) return OW_E_CORRUPT;
+  ow_record_view v;
+  int rc = ow_world_record_view(w, rec, len, &v);
+  if (rc) {
+    if (rc == OW_E_UNKNOWN_TYPE) OW_ERROR("load_unknown_type", "id=%llu", (unsigned long long)id);
+    return rc;
+  }
+  if (find(w, id) != OW_NONE) return OW_E_CORRUPT;
+  ow_props *props = NULL;
+  if (v.nprops) {
+    props = ow_calloc(1, sizeof(ow_props) + v.nprops * sizeof(ow_prop));
+    props->n = props->cap = v.nprops;
+    w->props_bytes += sizeof(ow_props) + v.nprops * sizeof(ow_prop);
+    for (uint8_t i = 0; i < v.nprops; i++) {
+      ow_prop *p = &props->p[i];
+      p->key = v.props[i].key;
+      p->type = v.props[i].type;
+      if (p->type == OW_PROP_STRING) {
+        p->v.s = ow_strndup(v.props[i].v.s.p, v.props[i].v.s.n);
+        w->props_bytes += v.props[i].v.s.n + 1;
+      } else {
+        p->v.ref = v.props[i].v.ref; /* the union's widest member carries every other type */
+      }
+    }
   }
   uint32_t reg = region_get(w, cell);
-  uint32_t s = create(w, id, (uint16_t)type, tmp.owner, OW_NONE, reg);
+  uint32_t s = create(w, id, v.type, v.owner, OW_NONE, reg);
   ow_entity *e = at(w, s);
-  e->parent = tmp.parent; /* linked by ow_world_link() */
-  e->xf = tmp.xf;
-  e->hp = tmp.hp;
-  e->count = tmp.count;
+  e->parent = v.parent; /* linked by ow_world_link() */
+  e->xf = v.xf;
+  e->hp = v.hp;
+  e->count = v.count;
   e->props = props;
   e->stored_region = reg;
   if (id >= w->next_id) w->next_id = id + 1;

@@ -121,6 +121,33 @@ void ow_world_drain(ow_world *w, bool checkpoint, const ow_change_sink *sink);
 /* Number of entities awaiting the next drain (actions) and the next checkpoint (streams). */
 size_t ow_world_pending(const ow_world *w, size_t *stream_pending);
 
+/* A decoded entity record. Strings point into the record bytes. */
+typedef struct ow_record_view {
+  uint16_t type;
+  ow_id owner, parent;
+  ow_transform xf;
+  int32_t hp;
+  uint32_t count;
+  uint8_t nprops;
+  struct {
+    uint16_t key; /* content property key */
+    uint8_t type; /* OW_PROP_* */
+    union {
+      int64_t i;
+      double f;
+      uint64_t ref;
+      struct {
+        const char *p;
+        size_t n;
+      } s;
+    } v;
+  } props[32];
+} ow_record_view;
+
+/* Decodes an entity record (property names are added to the content's key table when new).
+ * OW_E_CORRUPT for malformed bytes, OW_E_UNKNOWN_TYPE for a type the content does not define. */
+int ow_world_record_view(ow_world *w, const void *rec, size_t len, ow_record_view *out);
+
 /* Entity records, the value stored under an entity key. encode appends to out. load decodes a
  * record into a new entity (not marked changed); call ow_world_link() after the last one. */
 void ow_world_encode(const ow_world *w, const ow_entity *e, ow_buf *out);

@@ -204,8 +204,8 @@ static void sink_none_del(void *ud, ow_id id, ow_cell o) { (void)ud, (void)id, (
 bool ow_zone_commit_wanted(const ow_zone *z, bool checkpoint) {
   size_t sp = 0;
   size_t p = ow_world_pending(z->world, &sp);
-  return z->gather->actions.len || p || z->dirty_sessions.len || z->dirty_players.len ||
-         z->write_format || (checkpoint && sp);
+  return z->gather->actions.len || z->gather->batch.n || p || z->dirty_sessions.len ||
+         z->dirty_players.len || z->write_format || (checkpoint && sp);
 }
 
 int ow_zone_commit_begin(ow_zone *z, bool checkpoint, ow_zone_commit **out) {
@@ -306,7 +306,8 @@ void ow_zone_commit_end(ow_zone *z, ow_zone_commit *c, int rc) {
                         .nactions = c->actions.len,
                         .changed = c->changed.v,
                         .nchanged = c->changed.len,
-                        .commit_ns = ow_now_ns() - c->sealed_ns};
+                        .commit_ns = ow_now_ns() - c->sealed_ns,
+                        .batch = rc ? NULL : &c->batch};
     z->on_durable(z->ud, &fi);
   }
   commit_reset(c);
@@ -322,6 +323,16 @@ int ow_zone_commit_sync(ow_zone *z, bool checkpoint) {
     ow_zone_commit_end(z, c, rc);
     if (rc) return rc;
   }
+}
+
+uint64_t ow_zone_put(ow_zone *z, const void *k, size_t kl, const void *v, size_t vl) {
+  ow_batch_put(&z->gather->batch, k, kl, v, vl);
+  return z->gather->frame;
+}
+
+uint64_t ow_zone_del(ow_zone *z, const void *k, size_t kl) {
+  ow_batch_del(&z->gather->batch, k, kl);
+  return z->gather->frame;
 }
 
 bool ow_zone_commit_in_flight(const ow_zone *z) { return z->inflight != NULL; }

@@ -36,6 +36,9 @@ typedef struct ow_frame_info {
   const ow_id *changed; /* entities written or deleted by this frame */
   size_t nchanged;
   uint64_t commit_ns; /* time from sealing to durable */
+  /* Everything the frame wrote, as sealed: entity records here are the state as of this frame,
+   * which is what confirmed reads publish. NULL when status != 0. */
+  const ow_batch *batch;
 } ow_frame_info;
 
 typedef void (*ow_durable_fn)(void *ud, const ow_frame_info *f);
@@ -65,6 +68,11 @@ int ow_zone_act(ow_zone *z, uint64_t session, uint64_t seq, const ow_action *a, 
 
 /* Latest-value-wins transform stream for the session's avatar or a held object. */
 int ow_zone_stream(ow_zone *z, uint64_t session, ow_id entity, const ow_transform *xf);
+
+/* Adds a put or delete of a key outside the zone's own keyspace (accounts, tokens) to the gathering
+ * frame: it becomes durable with that frame, in the same transaction. Returns the frame number. */
+uint64_t ow_zone_put(ow_zone *z, const void *k, size_t kl, const void *v, size_t vl);
+uint64_t ow_zone_del(ow_zone *z, const void *k, size_t kl);
 
 /* True when a frame has something to commit (actions, changes, or stream changes if checkpoint). */
 bool ow_zone_commit_wanted(const ow_zone *z, bool checkpoint);

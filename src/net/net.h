@@ -1,0 +1,67 @@
+/*
+ * net: HTTP and WebSocket on one port, libwebsockets 4.1 running on the zone's libuv loop. It
+ * turns connections into complete binary messages in and queued messages out, with bounded memory
+ * per connection; it knows nothing about the protocol inside the messages.
+ */
+#ifndef OW_NET_H
+#define OW_NET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "core/core.h"
+
+typedef struct ow_net ow_net;
+typedef struct ow_conn ow_conn;
+
+typedef struct ow_net_config {
+  const char *bind;   /* interface address, NULL for all */
+  int port;           /* 0: an ephemeral port, see ow_net_port() */
+  size_t max_message; /* largest inbound WebSocket message; larger ones call on_oversize */
+  size_t send_limit;  /* bytes queued per connection beyond which ow_net_send refuses */
+} ow_net_config;
+
+typedef struct ow_net_handlers {
+  void (*on_open)(void *ud, ow_conn *c);
+  /* One complete inbound message. p is valid during the call only. */
+  void (*on_message)(void *ud, ow_conn *c, const uint8_t *p, size_t n, bool binary);
+  /* An inbound message exceeded max_message: its bytes were discarded. */
+  void (*on_oversize)(void *ud, ow_conn *c);
+  /* The connection is gone; c is freed after this returns. */
+  void (*on_close)(void *ud, ow_conn *c);
+  /* Writes the body of GET /status (JSON) into out. */
+  void (*status)(void *ud, ow_buf *out);
+  void *ud;
+} ow_net_handlers;
+
+/* Starts listening. The loop must be the one the caller runs. */
+int ow_net_create(ow_net **out, uv_loop_t *loop, const ow_net_config *cfg, const ow_net_handlers *h);
+/* The port actually bound. */
+int ow_net_port(const ow_net *n);
+/* Number of open WebSocket connections. */
+size_t ow_net_connections(const ow_net *n);
+/* Starts closing every connection and the listener; handles close as the loop keeps running. The
+ * on_close callbacks still run. ow_net_free() afterwards, once the loop has no more lws handles. */
+void ow_net_destroy(ow_net *n);
+void ow_net_free(ow_net *n);
+
+/* Queues one WebSocket binary message (the bytes are copied). Returns OW_E_FULL when the
+ * connection already has send_limit bytes queued (nothing is queued then), OW_E_STATE when it is
+ * closing. */
+int ow_net_send(ow_conn *c, const void *p, size_t n);
+/* Bytes queued and not yet written to the socket. */
+size_t ow_conn_queued(const ow_conn *c);
+/* Closes the connection once what is queued has been written (or at once if `now`). */
+void ow_conn_close(ow_conn *c, bool now);
+bool ow_conn_closing(const ow_conn *c);
+void ow_conn_set_user(ow_conn *c, void *user);
+void *ow_conn_user(const ow_conn *c);
+/* The peer's address as text ("127.0.0.1"), valid while the connection is. */
+const char *ow_conn_peer(const ow_conn *c);
+/* Bytes received and sent on this connection (WebSocket payloads). */
+uint64_t ow_conn_rx_bytes(const ow_conn *c);
+uint64_t ow_conn_tx_bytes(const ow_conn *c);
+
+#endif
