@@ -1,13 +1,16 @@
 /* otherworld: wiring only. Reads the settings, loads the content, opens the store, recovers the
- * zone and runs it on a libuv loop until SIGINT or SIGTERM. */
+ * zone, loads the accounts, starts the network face and runs everything on one libuv loop until
+ * SIGINT or SIGTERM. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
 
+#include "auth/auth.h"
 #include "config/config.h"
 #include "content/content.h"
 #include "core/core.h"
+#include "server/server.h"
 #include "store/store.h"
 #include "zone/loop.h"
 #include "zone/zone.h"
@@ -17,12 +20,14 @@ typedef struct app {
   uv_signal_t sigint, sigterm;
   ow_zone_loop *zl;
   ow_zone *zone;
+  ow_server *server;
   uint64_t durable_actions;
 } app;
 
 static void on_durable(void *ud, const ow_frame_info *f) {
   app *a = ud;
   if (!f->status) a->durable_actions += f->nactions;
+  if (a->server) ow_server_on_durable(a->server, f);
 }
 
 static void stopped(void *ud) {
@@ -33,19 +38,20 @@ static void stopped(void *ud) {
 
 static void on_signal(uv_signal_t *s, int signum) {
   app *a = s->data;
-  OW_INFO("shutdown", "signal=%d frame=%llu hint=\"committing and checkpointing\"", signum,
-          (unsigned long long)ow_zone_frame(a->zone));
+  OW_INFO("shutdown", "signal=%d frame=%llu hint=\"warning players, committing, checkpointing\"",
+          signum, (unsigned long long)ow_zone_frame(a->zone));
   uv_signal_stop(&a->sigint);
   uv_signal_stop(&a->sigterm);
-  ow_zone_loop_stop(a->zl, stopped, a);
+  ow_server_shutdown(a->server, stopped, a);
 }
 
 static void usage(void) {
   printf("otherworld - authoritative world server for V-Sekai open-world survival-craft worlds\n\n"
          "usage: otherworld [--config FILE] [--NAME=VALUE ...]\n\n");
   ow_config_help(stdout);
-  printf("\nSignals: SIGINT/SIGTERM commit every applied action, checkpoint and exit 0.\n"
-         "Docs: README.md, docs/architecture.md, docs/storage.md, docs/world.md\n");
+  printf("\nClients connect with WebSocket to ws://HOST:PORT/ws (docs/protocol.md).\n"
+         "Signals: SIGINT/SIGTERM warn players, commit every applied action, checkpoint, exit 0.\n"
+         "Docs: README.md, docs/architecture.md, docs/protocol.md, docs/storage.md, docs/world.md\n");
 }
 
 static int level_of(const char *s) {
@@ -99,6 +105,8 @@ int main(int argc, char **argv) {
 
   app a;
   memset(&a, 0, sizeof a);
+  int exit_code = 1;
+  ow_auth *auth = NULL;
   ow_zone_config zc = {.world = {.region_size = (float)cfg.region_size,
                                  .reach = (float)cfg.reach,
                                  .bound = (float)cfg.world_bound},
@@ -107,38 +115,69 @@ int main(int argc, char **argv) {
   rc = ow_zone_open(&a.zone, &zc, content, store, on_durable, &a);
   if (rc) {
     fprintf(stderr, "otherworld: recovery from %s failed: %s\n", cfg.data_dir, ow_strerror(rc));
-    ow_store_close(store);
-    ow_content_destroy(content);
-    ow_config_deinit(&cfg);
-    return 1;
+    goto out;
   }
   const ow_zone_load_stats *ls = ow_zone_load_info(a.zone);
   OW_INFO("recovered", "store=%s seeded=%d entities=%llu sessions=%llu seconds=%.3f "
           "bytes_per_entity=%.1f frame=%llu", cfg.data_dir, ls->seeded,
           (unsigned long long)ls->entities, (unsigned long long)ls->sessions, ls->seconds,
           ls->bytes_per_entity, (unsigned long long)ow_zone_durable_frame(a.zone));
+  ow_auth_config ac = {.pwhash_ops = (uint64_t)cfg.pwhash_ops,
+                       .pwhash_mem = (uint64_t)cfg.pwhash_mem_kb << 10,
+                       .token_ttl_s = (uint32_t)cfg.token_ttl_s,
+                       .max_tokens = (uint32_t)cfg.max_sessions};
+  rc = ow_auth_create(&auth, store, &ac);
+  if (rc) {
+    fprintf(stderr, "otherworld: cannot load accounts: %s\n", ow_strerror(rc));
+    goto out;
+  }
 
   a.loop = uv_default_loop();
   ow_zone_loop_create(&a.zl, a.loop, a.zone, cfg.tick_hz, cfg.checkpoint_s);
+  ow_server_config sc = {
+      .net = {.bind = cfg.bind, .port = (int)cfg.port, .max_message = (size_t)cfg.max_message,
+              .send_limit = (size_t)cfg.send_limit_kb << 10},
+      .name = cfg.server_name, .tick_hz = cfg.tick_hz, .pose_hz = cfg.pose_hz,
+      .interest_radius = (float)cfg.interest_radius, .max_players = (uint32_t)cfg.max_players,
+      .action_rate = cfg.action_rate, .action_burst = cfg.action_burst, .pose_rate = cfg.pose_rate,
+      .down_kbps = cfg.down_kbps, .idle_s = cfg.idle_s, .shutdown_notice_s = cfg.shutdown_notice_s};
+  rc = ow_server_create(&a.server, a.loop, a.zone, a.zl, auth, &sc);
+  if (rc) {
+    fprintf(stderr, "otherworld: cannot listen on %s:%g: %s\n", cfg.bind, cfg.port, ow_strerror(rc));
+    ow_zone_loop_stop(a.zl, NULL, NULL);
+    uv_run(a.loop, UV_RUN_DEFAULT);
+    ow_zone_loop_destroy(a.zl);
+    goto out;
+  }
   uv_signal_init(a.loop, &a.sigint);
   uv_signal_init(a.loop, &a.sigterm);
   a.sigint.data = a.sigterm.data = &a;
   uv_signal_start(&a.sigint, on_signal, SIGINT);
   uv_signal_start(&a.sigterm, on_signal, SIGTERM);
-  OW_INFO("running", "tick_hz=%g durability=%s data_dir=%s hint=\"zone is ticking; stop with "
-          "Ctrl-C or SIGTERM\"", cfg.tick_hz, cfg.durability, cfg.data_dir);
+  OW_INFO("listening", "url=ws://%s:%d/ws status=http://%s:%d/status accounts=%zu tick_hz=%g "
+          "durability=%s hint=\"stop with Ctrl-C or SIGTERM\"",
+          strcmp(cfg.bind, "0.0.0.0") ? cfg.bind : "127.0.0.1", ow_server_port(a.server),
+          strcmp(cfg.bind, "0.0.0.0") ? cfg.bind : "127.0.0.1", ow_server_port(a.server),
+          ow_auth_accounts(auth), cfg.tick_hz, cfg.durability);
 
   uv_run(a.loop, UV_RUN_DEFAULT);
 
   int store_err = ow_zone_store_error(a.zone);
-  OW_INFO("stopped", "frame=%llu durable_actions=%llu ticks=%llu store_error=%s",
+  const ow_server_stats *st = ow_server_stats_get(a.server);
+  OW_INFO("stopped", "frame=%llu durable_actions=%llu ticks=%llu connections=%llu store_error=%s",
           (unsigned long long)ow_zone_durable_frame(a.zone), (unsigned long long)a.durable_actions,
-          (unsigned long long)ow_zone_loop_stats_get(a.zl)->ticks, ow_err_name(store_err));
+          (unsigned long long)ow_zone_loop_stats_get(a.zl)->ticks,
+          (unsigned long long)st->connections, ow_err_name(store_err));
+  ow_server_free(a.server);
+  a.server = NULL;
   ow_zone_loop_destroy(a.zl);
+  uv_loop_close(a.loop);
+  exit_code = store_err ? 1 : 0;
+out:
+  ow_auth_destroy(auth);
   ow_zone_close(a.zone);
   ow_store_close(store);
   ow_content_destroy(content);
   ow_config_deinit(&cfg);
-  uv_loop_close(a.loop);
-  return store_err ? 1 : 0;
+  return exit_code;
 }

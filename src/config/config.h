@@ -15,6 +15,8 @@ typedef struct ow_config {
   char *content;
   char *durability; /* "full" or "nosync" */
   char *log_level;
+  char *bind;
+  char *server_name;
   double tick_hz;
   double region_size;
   double reach;
@@ -23,6 +25,22 @@ typedef struct ow_config {
   double replay_window;
   double frame_log_keep;
   double store_map_mb;
+  double port;
+  double pose_hz;
+  double interest_radius;
+  double max_players;
+  double action_rate;
+  double action_burst;
+  double pose_rate;
+  double down_kbps;
+  double idle_s;
+  double shutdown_notice_s;
+  double max_message;
+  double send_limit_kb;
+  double token_ttl_s;
+  double max_sessions;
+  double pwhash_ops;
+  double pwhash_mem_kb;
 } ow_config;
 
 /* Fills defaults. */

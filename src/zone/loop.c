@@ -91,6 +91,11 @@ void ow_zone_loop_flush(ow_zone_loop *l) {
   if (!l->stopping) start_commit(l);
 }
 
+void ow_zone_loop_checkpoint(ow_zone_loop *l) {
+  l->checkpoint_due = true;
+  ow_zone_loop_flush(l);
+}
+
 static void close_cb(uv_handle_t *h) {
   ow_zone_loop *l = h->data;
   if (--l->handles_open == 0 && l->done) l->done(l->done_ud);

@@ -22,6 +22,8 @@ int ow_zone_loop_create(ow_zone_loop **out, uv_loop_t *loop, ow_zone *z, double 
                         double checkpoint_s);
 /* Asks for a commit now instead of at the next tick (a caller that needs durability sooner). */
 void ow_zone_loop_flush(ow_zone_loop *l);
+/* Asks for a commit now that also writes every streamed transform (a player logging out). */
+void ow_zone_loop_checkpoint(ow_zone_loop *l);
 /* Stops ticking, commits everything applied and the streamed transforms, waits for the write, then
  * calls done(ud) on the loop thread. */
 void ow_zone_loop_stop(ow_zone_loop *l, void (*done)(void *ud), void *ud);

@@ -10,10 +10,10 @@ trap 'rm -rf "$dir"' EXIT
 fail() { echo "FAIL: $*"; echo "--- log"; cat "$dir/log" 2>/dev/null || true; exit 1; }
 
 start() { # start the server in the background and wait for its "running" line
-  "$bin" --data_dir "$dir/data" "$@" 2>"$dir/log" &
+  "$bin" --data_dir "$dir/data" --bind 127.0.0.1 --port 0 --shutdown_notice_s 0.1 "$@" 2>"$dir/log" &
   pid=$!
   for _ in $(seq 1 100); do
-    grep -q "event=running" "$dir/log" && return 0
+    grep -q "event=listening" "$dir/log" && return 0
     kill -0 "$pid" 2>/dev/null || fail "server exited before running"
     sleep 0.05
   done
@@ -30,6 +30,13 @@ stop() { # stop with signal $1 and require exit 0
 
 start
 grep -q "event=recovered .*seeded=1 entities=41" "$dir/log" || fail "first start did not seed 41 entities"
+port="$(grep -o 'url=ws://127.0.0.1:[0-9]*' "$dir/log" | grep -o '[0-9]*$')"
+[ -n "$port" ] || fail "no port in the listening line"
+exec 3<>"/dev/tcp/127.0.0.1/$port"
+printf 'GET /status HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n' >&3
+status="$(timeout 5 cat <&3 || true)"
+exec 3>&-
+echo "$status" | grep -q '"entities":41' || fail "GET /status: $status"
 sleep 0.3
 stop TERM
 start --tick_hz=30

@@ -1,0 +1,938 @@
+/* server: protocol sessions over WebSocket connections. See server.h and docs/protocol.md. */
+#include "server/server.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "proto/proto.h"
+#include "server/replica.h"
+
+enum { S_NEW, S_GREETED, S_AUTHED, S_JOINED };
+enum { JOB_REGISTER, JOB_LOGIN };
+
+#define UNDELIVERED_MAX 256
+
+typedef struct job job;
+typedef struct client client;
+
+struct client {
+  ow_server *srv;
+  ow_conn *conn;
+  uint8_t state;
+  job *job; /* an argon2 job in flight for this client */
+  uint64_t account, session;
+  ow_id avatar;
+  uint8_t role;
+  uint8_t token[OW_TOKEN_LEN];
+  double bucket;
+  uint64_t bucket_ns;
+  double pose_bucket;
+  uint64_t pose_ns;
+  uint64_t last_rx_ns;
+  /* the latest pose, and how many have arrived */
+  ow_pose pose;
+  uint32_t pose_seq;
+  /* replication */
+  ow_view *view;
+  ow_map prio; /* sender session -> (u32 float priority bits << 32) | last pose seq sent */
+  bool bye_sent;
+};
+
+struct job {
+  uv_work_t w;
+  ow_server *srv;
+  client *c; /* NULL once the client is gone */
+  uint8_t kind;
+  uint32_t req;
+  char name[OW_NAME_MAX_LEN + 1];
+  size_t nl;
+  char pw[OW_PASSWORD_MAX + 1];
+  size_t pl;
+  char hash[crypto_pwhash_STRBYTES];
+  int rc;
+  bool ok;
+};
+
+typedef struct pending_reply {
+  uint64_t frame;
+  client *c;
+  uint32_t req;
+} pending_reply;
+
+typedef struct undelivered {
+  OW_VEC(uint64_t) frames;
+  OW_VEC(uint64_t) seqs;
+} undelivered;
+
+struct ow_server {
+  ow_server_config cfg;
+  uv_loop_t *loop;
+  ow_zone *zone;
+  ow_zone_loop *zl;
+  ow_auth *auth;
+  ow_net *net;
+  ow_replica *replica;
+  uv_timer_t publish, poses, housekeeping, notice;
+  int handles;
+  OW_VEC(client *) clients; /* every connection, for publishing */
+  ow_map by_session;        /* zone session -> client* */
+  ow_map by_account;        /* account -> client* */
+  ow_map undelivered;       /* zone session -> undelivered* */
+  OW_VEC(pending_reply) pending;
+  uint32_t joined;
+  int radius_cells;
+  ow_buf out;
+  bool shutting;
+  uint64_t drain_start_ns;
+  void (*done)(void *);
+  void *done_ud;
+  ow_server_stats stats;
+};
+
+/* ---- sending --------------------------------------------------------------------------------------- */
+
+static void kick(client *c, uint16_t reason, const char *text);
+
+/* Sends one WebSocket message. A client that cannot take a reliable message is too slow: it is
+ * disconnected, since dropping replies would break the protocol's promises. */
+static bool send_raw(client *c, const uint8_t *p, size_t n) {
+  if (!c->conn || ow_conn_closing(c->conn)) return false;
+  int rc = ow_net_send(c->conn, p, n);
+  if (rc == OW_E_FULL) {
+    c->srv->stats.too_slow++;
+    OW_WARN("client_too_slow", "peer=%s account=%llu queued=%zu", ow_conn_peer(c->conn),
+            (unsigned long long)c->account, ow_conn_queued(c->conn));
+    ow_conn_close(c->conn, true);
+    return false;
+  }
+  if (!rc) c->srv->stats.bytes_out += n;
+  return rc == 0;
+}
+
+static void send_msg(client *c, const ow_msg *m) {
+  ow_buf *b = &c->srv->out;
+  b->len = 0;
+  ow_proto_encode(b, m);
+  send_raw(c, b->data, b->len);
+}
+
+static void send_error(client *c, uint32_t req, int code, const char *text) {
+  ow_msg m = {.type = OW_MSG_ERROR, .req = req};
+  m.u.error.code = code;
+  m.u.error.text = (ow_str){text, strlen(text)};
+  send_msg(c, &m);
+}
+
+static void send_ok(client *c, uint32_t req) {
+  ow_msg m = {.type = OW_MSG_OK, .req = req};
+  send_msg(c, &m);
+}
+
+/* Says why, then closes once the queue is written. */
+static void kick(client *c, uint16_t reason, const char *text) {
+  if (!c->conn || c->bye_sent) return;
+  ow_msg m = {.type = OW_MSG_SERVER_BYE};
+  m.u.bye.reason = reason;
+  m.u.bye.text = (ow_str){text, strlen(text)};
+  send_msg(c, &m);
+  c->bye_sent = true;
+  if (c->conn) ow_conn_close(c->conn, false);
+}
+
+static void protocol_error(client *c, uint32_t req, int code, const char *text) {
+  c->srv->stats.protocol_errors++;
+  OW_INFO("protocol_error", "peer=%s account=%llu code=%s text=\"%s\"", ow_conn_peer(c->conn),
+          (unsigned long long)c->account, ow_err_name(code), text);
+  send_error(c, req, code, text);
+  kick(c, OW_BYE_PROTOCOL, text);
+}
+
+/* ---- sessions -------------------------------------------------------------------------------------- */
+
+static void leave_world(client *c) {
+  if (c->state == S_JOINED) {
+    c->srv->joined--;
+    c->state = S_AUTHED;
+  }
+}
+
+static void unbind(client *c) {
+  ow_server *s = c->srv;
+  if (c->session) {
+    uint64_t *v = ow_map_get(&s->by_session, c->session);
+    if (v && (client *)(uintptr_t)*v == c) ow_map_del(&s->by_session, c->session);
+  }
+  if (c->account) {
+    uint64_t *v = ow_map_get(&s->by_account, c->account);
+    if (v && (client *)(uintptr_t)*v == c) ow_map_del(&s->by_account, c->account);
+  }
+}
+
+/* A second connection to the same account takes over: the old one is told why and closed. */
+static void take_over(ow_server *s, uint64_t account, client *newc) {
+  uint64_t *v = ow_map_get(&s->by_account, account);
+  client *old = v ? (client *)(uintptr_t)*v : NULL;
+  if (!old || old == newc) return;
+  leave_world(old);
+  unbind(old);
+  old->session = old->account = 0;
+  old->state = S_GREETED;
+  kick(old, OW_BYE_TAKEN_OVER, "this account logged in on another connection");
+}
+
+static void deliver_undelivered(client *c) {
+  ow_server *s = c->srv;
+  uint64_t *v = ow_map_get(&s->undelivered, c->session);
+  if (!v) return;
+  undelivered *u = (undelivered *)(uintptr_t)*v;
+  size_t i = 0;
+  while (i < u->frames.len) {
+    size_t j = i;
+    while (j < u->frames.len && u->frames.v[j] == u->frames.v[i] && j - i < 4096) j++;
+    s->out.len = 0;
+    ow_proto_put_durable(&s->out, u->frames.v[i], 0, u->seqs.v + i, (uint16_t)(j - i));
+    send_raw(c, s->out.data, s->out.len);
+    i = j;
+  }
+  OW_VEC_FREE(u->frames);
+  OW_VEC_FREE(u->seqs);
+  ow_free(u);
+  ow_map_del(&s->undelivered, c->session);
+}
+
+static void bind_session(client *c, uint64_t account, uint64_t session, ow_id avatar, uint8_t role) {
+  ow_server *s = c->srv;
+  take_over(s, account, c);
+  /* The session may still be held by an older connection of the same account (resume). */
+  uint64_t *v = ow_map_get(&s->by_session, session);
+  if (v && (client *)(uintptr_t)*v != c) take_over(s, ((client *)(uintptr_t)*v)->account, c);
+  c->account = account;
+  c->session = session;
+  c->avatar = avatar;
+  c->role = role;
+  c->state = S_AUTHED;
+  ow_map_set(&s->by_session, session, (uint64_t)(uintptr_t)c);
+  ow_map_set(&s->by_account, account, (uint64_t)(uintptr_t)c);
+}
+
+static void send_session(client *c, uint32_t req, uint64_t expires, bool resumed) {
+  uint64_t last_seq = 0;
+  ow_zone_session(c->srv->zone, c->session, NULL, NULL, &last_seq);
+  ow_msg m = {.type = OW_MSG_SESSION, .req = req};
+  memcpy(m.u.session.token, c->token, OW_TOKEN_LEN);
+  m.u.session.account = c->account;
+  m.u.session.avatar = c->avatar;
+  m.u.session.role = c->role;
+  m.u.session.last_seq = last_seq;
+  uint64_t now = (uint64_t)time(NULL);
+  m.u.session.expires_in_s = expires > now ? (uint32_t)(expires - now) : 0;
+  m.u.session.resumed = resumed;
+  send_msg(c, &m);
+}
+
+/* ---- argon2 jobs on the thread pool ------------------------------------------------------------------ */
+
+static void job_work(uv_work_t *w) {
+  job *j = w->data;
+  if (j->kind == JOB_REGISTER)
+    j->rc = ow_auth_hash(j->srv->auth, j->pw, j->pl, j->hash);
+  else
+    j->ok = ow_auth_verify(j->hash, j->pw, j->pl);
+}
+
+static void job_done(uv_work_t *w, int status) {
+  job *j = w->data;
+  client *c = j->c;
+  ow_server *s = j->srv;
+  sodium_memzero(j->pw, sizeof j->pw);
+  if (c) c->job = NULL;
+  if (!c || !c->conn || s->shutting) {
+    ow_free(j);
+    return;
+  }
+  if (status || j->rc) {
+    send_error(c, j->req, OW_E_NOMEM, "could not hash the password");
+  } else if (j->kind == JOB_REGISTER) {
+    const ow_account *acc;
+    uint64_t frame;
+    int rc = ow_auth_add(s->auth, s->zone, j->name, j->nl, j->hash, OW_ROLE_PLAYER, &acc, &frame);
+    if (rc) {
+      send_error(c, j->req, rc, ow_strerror(rc));
+    } else {
+      OW_INFO("account_created", "account=%llu name=%s", (unsigned long long)acc->id, acc->name);
+      pending_reply p = {frame, c, j->req};
+      OW_VEC_PUSH(s->pending, p);
+      ow_zone_loop_flush(s->zl);
+    }
+  } else { /* login */
+    const ow_account *acc = ow_auth_by_name(s->auth, j->name, j->nl);
+    if (!j->ok || !acc) {
+      send_error(c, j->req, OW_E_AUTH, "wrong name or password");
+    } else {
+      uint64_t session;
+      ow_id avatar;
+      int rc = ow_zone_login(s->zone, acc->id, &session, &avatar);
+      ow_token_info ti;
+      if (!rc) rc = ow_auth_issue(s->auth, s->zone, acc->id, session, (uint64_t)time(NULL), c->token, &ti);
+      if (rc) {
+        send_error(c, j->req, rc, ow_strerror(rc));
+      } else {
+        bind_session(c, acc->id, session, avatar, acc->role);
+        OW_INFO("login", "account=%llu session=%016llx peer=%s", (unsigned long long)acc->id,
+                (unsigned long long)session, ow_conn_peer(c->conn));
+        send_session(c, j->req, ti.expires, false);
+      }
+    }
+  }
+  ow_free(j);
+}
+
+static void start_job(client *c, uint8_t kind, uint32_t req, ow_str name, ow_str pw) {
+  ow_server *s = c->srv;
+  job *j = ow_calloc(1, sizeof *j);
+  j->srv = s;
+  j->c = c;
+  j->kind = kind;
+  j->req = req;
+  memcpy(j->name, name.p, name.n);
+  j->nl = name.n;
+  memcpy(j->pw, pw.p, pw.n);
+  j->pl = pw.n;
+  if (kind == JOB_LOGIN) {
+    const ow_account *acc = ow_auth_by_name(s->auth, name.p, name.n);
+    /* An unknown name still costs one verification, so that timing does not reveal names. */
+    static char dummy[crypto_pwhash_STRBYTES];
+    if (!dummy[0]) ow_auth_hash(s->auth, "not a password", 14, dummy);
+    snprintf(j->hash, sizeof j->hash, "%s", acc ? acc->hash : dummy);
+  }
+  c->job = j;
+  j->w.data = j;
+  if (uv_queue_work(s->loop, &j->w, job_work, job_done)) {
+    c->job = NULL;
+    ow_free(j);
+    send_error(c, req, OW_E_NOMEM, "could not start the job");
+  }
+}
+
+/* ---- handlers ------------------------------------------------------------------------------------ */
+
+static void on_hello(client *c, const ow_msg *m) {
+  ow_server *s = c->srv;
+  if (m->u.hello.version != OW_PROTO_VERSION) {
+    send_error(c, m->req, OW_E_VERSION, "this server speaks protocol version 1");
+    kick(c, OW_BYE_PROTOCOL, "unsupported protocol version");
+    return;
+  }
+  if (c->state == S_NEW) c->state = S_GREETED;
+  ow_msg w = {.type = OW_MSG_WELCOME, .req = m->req};
+  w.u.welcome.version = OW_PROTO_VERSION;
+  w.u.welcome.tick_hz = (uint16_t)s->cfg.tick_hz;
+  w.u.welcome.pose_hz = (uint16_t)s->cfg.pose_hz;
+  w.u.welcome.server_time_us = ow_now_ns() / 1000;
+  w.u.welcome.max_message = (uint32_t)s->cfg.net.max_message;
+  w.u.welcome.server_name = (ow_str){s->cfg.name, strlen(s->cfg.name)};
+  send_msg(c, &w);
+}
+
+static void on_credentials(client *c, const ow_msg *m) {
+  if (c->state != S_GREETED) {
+    send_error(c, m->req, OW_E_STATE, c->state == S_NEW ? "send HELLO first" : "already logged in");
+    return;
+  }
+  if (c->job) {
+    send_error(c, m->req, OW_E_STATE, "a login or registration is already in progress");
+    return;
+  }
+  ow_str name = m->u.creds.name, pw = m->u.creds.password;
+  if (!ow_auth_name_ok(name.p, name.n) || !ow_auth_password_ok(pw.n)) {
+    send_error(c, m->req, OW_E_BAD_NAME,
+               "names are 3-32 of A-Z a-z 0-9 _ - . and passwords 8-128 bytes");
+    return;
+  }
+  if (m->type == OW_MSG_REGISTER && ow_auth_by_name(c->srv->auth, name.p, name.n)) {
+    send_error(c, m->req, OW_E_NAME_TAKEN, "account name already taken");
+    return;
+  }
+  start_job(c, m->type == OW_MSG_REGISTER ? JOB_REGISTER : JOB_LOGIN, m->req, name, pw);
+}
+
+static void on_resume(client *c, const ow_msg *m) {
+  ow_server *s = c->srv;
+  if (c->state != S_GREETED) {
+    send_error(c, m->req, OW_E_STATE, c->state == S_NEW ? "send HELLO first" : "already logged in");
+    return;
+  }
+  ow_token_info ti;
+  ow_id account, avatar;
+  if (ow_auth_check(s->auth, m->u.resume.token, (uint64_t)time(NULL), &ti) ||
+      ow_zone_session(s->zone, ti.session, &account, &avatar, NULL)) {
+    send_error(c, m->req, OW_E_TOKEN, "session token invalid, expired or revoked");
+    return;
+  }
+  const ow_account *acc = ow_auth_by_id(s->auth, ti.account);
+  memcpy(c->token, m->u.resume.token, OW_TOKEN_LEN);
+  bind_session(c, ti.account, ti.session, avatar, acc ? acc->role : OW_ROLE_PLAYER);
+  OW_INFO("resume", "account=%llu session=%016llx peer=%s", (unsigned long long)ti.account,
+          (unsigned long long)ti.session, ow_conn_peer(c->conn));
+  send_session(c, m->req, ti.expires, true);
+  deliver_undelivered(c);
+}
+
+static void send_joined(client *c, uint32_t req) {
+  ow_server *s = c->srv;
+  ow_content *ct = ow_world_content(ow_zone_world(s->zone));
+  ow_buf *b = &s->out;
+  b->len = 0;
+  size_t at = ow_proto_begin(b, OW_MSG_JOINED);
+  ow_buf_u32(b, req);
+  ow_buf_f32(b, ow_world_config_get(ow_zone_world(s->zone))->region_size);
+  ow_buf_f32(b, s->cfg.interest_radius);
+  ow_buf_u16(b, ct->ntypes);
+  for (uint16_t i = 0; i < ct->ntypes; i++) {
+    ow_buf_u16(b, i);
+    ow_buf_u8(b, ct->types[i].kind);
+    size_t n = strlen(ct->types[i].name);
+    ow_buf_u8(b, (uint8_t)n);
+    ow_buf_put(b, ct->types[i].name, n);
+  }
+  ow_buf_u16(b, ct->nrecipes);
+  for (uint16_t i = 0; i < ct->nrecipes; i++) {
+    ow_buf_u16(b, i);
+    size_t n = strlen(ct->recipes[i].name);
+    ow_buf_u8(b, (uint8_t)n);
+    ow_buf_put(b, ct->recipes[i].name, n);
+  }
+  ow_buf_u16(b, ct->nkeys);
+  for (uint16_t i = 0; i < ct->nkeys; i++) {
+    size_t n = strlen(ct->keys[i]);
+    ow_buf_u8(b, (uint8_t)n);
+    ow_buf_put(b, ct->keys[i], n);
+  }
+  ow_proto_end(b, at);
+  send_raw(c, b->data, b->len);
+}
+
+static void on_join(client *c, const ow_msg *m) {
+  ow_server *s = c->srv;
+  if (c->state != S_AUTHED) {
+    send_error(c, m->req, OW_E_STATE, c->state == S_JOINED ? "already joined" : "log in first");
+    return;
+  }
+  if (s->joined >= s->cfg.max_players) {
+    send_error(c, m->req, OW_E_SERVER_FULL, "this instance is full");
+    return;
+  }
+  c->state = S_JOINED;
+  s->joined++;
+  ow_view_reset(c->view);
+  send_joined(c, m->req);
+}
+
+static bool take_token(double *bucket, uint64_t *last_ns, double rate, double burst) {
+  uint64_t now = ow_now_ns();
+  *bucket += (double)(now - *last_ns) / 1e9 * rate;
+  if (*bucket > burst) *bucket = burst;
+  *last_ns = now;
+  if (*bucket < 1) return false;
+  *bucket -= 1;
+  return true;
+}
+
+static void on_action(client *c, const ow_msg *m) {
+  ow_server *s = c->srv;
+  if (c->state != S_JOINED) {
+    send_error(c, m->req, OW_E_STATE, "join the world first");
+    return;
+  }
+  if (!take_token(&c->bucket, &c->bucket_ns, s->cfg.action_rate, s->cfg.action_burst)) {
+    s->stats.rate_limited++;
+    send_error(c, m->req, OW_E_RATE, "too many actions per second");
+    return;
+  }
+  ow_result r;
+  uint64_t frame;
+  bool replayed;
+  int rc = ow_zone_act(s->zone, c->session, m->u.action.seq, &m->u.action.action, &r, &frame, &replayed);
+  if (rc) {
+    send_error(c, m->req, rc, ow_strerror(rc));
+    return;
+  }
+  s->stats.actions++;
+  ow_msg a = {.type = OW_MSG_APPLIED, .req = m->req};
+  a.u.applied.seq = m->u.action.seq;
+  a.u.applied.result = r;
+  a.u.applied.frame = frame;
+  a.u.applied.replayed = replayed;
+  send_msg(c, &a);
+  /* A replay of an action whose frame is already durable is confirmed at once. */
+  if (replayed && frame <= ow_zone_durable_frame(s->zone)) {
+    s->out.len = 0;
+    uint64_t seq = m->u.action.seq;
+    ow_proto_put_durable(&s->out, frame, 0, &seq, 1);
+    send_raw(c, s->out.data, s->out.len);
+  }
+}
+
+static void on_pose(client *c, const ow_msg *m) {
+  ow_server *s = c->srv;
+  if (c->state != S_JOINED) return;
+  if (!take_token(&c->pose_bucket, &c->pose_ns, s->cfg.pose_rate, s->cfg.pose_rate / 4 + 1)) return;
+  s->stats.poses_in++;
+  c->pose = m->u.pose;
+  c->pose_seq++;
+  ow_transform xf;
+  ow_transform_identity(&xf);
+  for (int i = 0; i < 3; i++) xf.pos[i] = ow_dequant_mm(m->u.pose.root[i]);
+  ow_quat_unpack(m->u.pose.root_rot, xf.rot);
+  /* The root moves the avatar (validated like a move); a seated avatar keeps its seat. */
+  ow_zone_stream(s->zone, c->session, c->avatar, &xf);
+}
+
+static void on_chat(client *c, const ow_msg *m) {
+  ow_server *s = c->srv;
+  if (c->state != S_JOINED) {
+    send_error(c, m->req, OW_E_STATE, "join the world first");
+    return;
+  }
+  ow_msg e = {.type = OW_MSG_EVENT};
+  e.u.event.kind = OW_EVENT_CHAT;
+  e.u.event.from = c->account;
+  e.u.event.text = m->u.chat.text;
+  ow_buf *b = &s->out;
+  b->len = 0;
+  ow_proto_encode(b, &e);
+  ow_buf copy;
+  ow_buf_init(&copy);
+  ow_buf_put(&copy, b->data, b->len);
+  for (size_t i = 0; i < s->clients.len; i++)
+    if (s->clients.v[i]->state == S_JOINED) send_raw(s->clients.v[i], copy.data, copy.len);
+  ow_buf_deinit(&copy);
+  send_ok(c, m->req);
+}
+
+static void on_logout(client *c, const ow_msg *m) {
+  ow_server *s = c->srv;
+  if (c->state < S_AUTHED) {
+    send_error(c, m->req, OW_E_STATE, "not logged in");
+    return;
+  }
+  leave_world(c);
+  ow_auth_revoke(s->auth, s->zone, c->token);
+  ow_zone_loop_checkpoint(s->zl); /* the avatar's last streamed pose is saved now */
+  OW_INFO("logout", "account=%llu", (unsigned long long)c->account);
+  unbind(c);
+  c->account = c->session = 0;
+  send_ok(c, m->req);
+  kick(c, OW_BYE_NORMAL, "logged out");
+}
+
+static void dispatch(client *c, const ow_msg *m) {
+  switch (m->type) {
+  case OW_MSG_HELLO: on_hello(c, m); break;
+  case OW_MSG_REGISTER:
+  case OW_MSG_LOGIN: on_credentials(c, m); break;
+  case OW_MSG_RESUME: on_resume(c, m); break;
+  case OW_MSG_JOIN: on_join(c, m); break;
+  case OW_MSG_LEAVE:
+    if (c->state != S_JOINED) {
+      send_error(c, m->req, OW_E_STATE, "not in the world");
+    } else {
+      leave_world(c);
+      send_ok(c, m->req);
+    }
+    break;
+  case OW_MSG_LOGOUT: on_logout(c, m); break;
+  case OW_MSG_ACTION: on_action(c, m); break;
+  case OW_MSG_POSE: on_pose(c, m); break;
+  case OW_MSG_ACK: ow_view_ack(c->view, m->u.ack.snapshot); break;
+  case OW_MSG_CHAT: on_chat(c, m); break;
+  case OW_MSG_PING: {
+    ow_msg p = {.type = OW_MSG_PONG, .req = m->req};
+    p.u.pong.client_time = m->u.ping.client_time;
+    p.u.pong.server_time_us = ow_now_ns() / 1000;
+    send_msg(c, &p);
+    break;
+  }
+  case OW_MSG_BYE:
+    c->bye_sent = true; /* the client is leaving: no BYE back */
+    ow_conn_close(c->conn, false);
+    break;
+  default: protocol_error(c, m->req, OW_E_PROTO, "server-to-client message sent by a client"); break;
+  }
+}
+
+/* ---- connections ------------------------------------------------------------------------------------ */
+
+static void on_open(void *ud, ow_conn *conn) {
+  ow_server *s = ud;
+  client *c = ow_calloc(1, sizeof *c);
+  c->srv = s;
+  c->conn = conn;
+  c->view = ow_view_create();
+  c->bucket = s->cfg.action_burst;
+  c->bucket_ns = c->pose_ns = c->last_rx_ns = ow_now_ns();
+  ow_map_init(&c->prio);
+  ow_conn_set_user(conn, c);
+  OW_VEC_PUSH(s->clients, c);
+  s->stats.connections++;
+  if (s->shutting) kick(c, OW_BYE_SHUTDOWN, "server is restarting");
+}
+
+static void on_message(void *ud, ow_conn *conn, const uint8_t *p, size_t n, bool binary) {
+  ow_server *s = ud;
+  client *c = ow_conn_user(conn);
+  if (!c || c->bye_sent) return;
+  c->last_rx_ns = ow_now_ns();
+  s->stats.bytes_in += n;
+  if (!binary) {
+    protocol_error(c, 0, OW_E_PROTO, "text WebSocket messages are not part of the protocol");
+    return;
+  }
+  size_t off = 0;
+  while (off < n && c->conn && !c->bye_sent) {
+    ow_msg m;
+    size_t used;
+    char err[160];
+    if (ow_proto_decode(p + off, n - off, &used, &m, err, sizeof err)) {
+      protocol_error(c, 0, OW_E_PROTO, err);
+      return;
+    }
+    s->stats.messages_in++;
+    dispatch(c, &m);
+    off += used;
+  }
+}
+
+static void on_oversize(void *ud, ow_conn *conn) {
+  (void)ud;
+  client *c = ow_conn_user(conn);
+  if (c) protocol_error(c, 0, OW_E_TOO_LARGE, "message larger than max_message");
+}
+
+static void client_drop(ow_server *s, client *c) {
+  leave_world(c);
+  unbind(c);
+  if (c->job) c->job->c = NULL;
+  for (size_t i = 0; i < s->pending.len; i++)
+    if (s->pending.v[i].c == c) s->pending.v[i].c = NULL;
+  for (size_t i = 0; i < s->clients.len; i++)
+    if (s->clients.v[i] == c) {
+      s->clients.v[i] = s->clients.v[--s->clients.len];
+      break;
+    }
+  ow_view_destroy(c->view);
+  ow_map_deinit(&c->prio);
+  ow_free(c);
+}
+
+static void on_close(void *ud, ow_conn *conn) {
+  client *c = ow_conn_user(conn);
+  if (c) client_drop(ud, c);
+}
+
+static void status_json(void *ud, ow_buf *out) {
+  ow_server *s = ud;
+  char buf[512];
+  int n = snprintf(buf, sizeof buf,
+                   "{\"name\":\"%s\",\"connections\":%zu,\"players\":%u,\"accounts\":%zu,"
+                   "\"entities\":%zu,\"frame\":%llu,\"durable_frame\":%llu,\"store_error\":\"%s\"}\n",
+                   s->cfg.name, s->clients.len, s->joined, ow_auth_accounts(s->auth),
+                   ow_world_count(ow_zone_world(s->zone)), (unsigned long long)ow_zone_frame(s->zone),
+                   (unsigned long long)ow_zone_durable_frame(s->zone),
+                   ow_err_name(ow_zone_store_error(s->zone)));
+  ow_buf_put(out, buf, (size_t)n);
+}
+
+/* ---- durable frames ------------------------------------------------------------------------------ */
+
+void ow_server_on_durable(ow_server *s, const ow_frame_info *f) {
+  if (!f->status && f->batch) ow_replica_apply(s->replica, f->batch, f->frame);
+  /* Confirmations, grouped per session, in the order the actions were applied. */
+  size_t i = 0;
+  OW_VEC(uint64_t) seqs = {0};
+  bool *done = ow_calloc(f->nactions ? f->nactions : 1, sizeof *done);
+  for (i = 0; i < f->nactions; i++) {
+    if (done[i]) continue;
+    uint64_t session = f->actions[i].session;
+    seqs.len = 0;
+    for (size_t k = i; k < f->nactions; k++)
+      if (!done[k] && f->actions[k].session == session) {
+        done[k] = true;
+        OW_VEC_PUSH(seqs, f->actions[k].seq);
+      }
+    uint64_t *cv = ow_map_get(&s->by_session, session);
+    client *c = cv ? (client *)(uintptr_t)*cv : NULL;
+    if (c && c->conn) {
+      for (size_t k = 0; k < seqs.len; k += 4096) {
+        size_t cnt = seqs.len - k < 4096 ? seqs.len - k : 4096;
+        s->out.len = 0;
+        ow_proto_put_durable(&s->out, f->frame, f->status, seqs.v + k, (uint16_t)cnt);
+        send_raw(c, s->out.data, s->out.len);
+      }
+    } else if (!f->status) {
+      uint64_t *uv = ow_map_get(&s->undelivered, session);
+      undelivered *u = uv ? (undelivered *)(uintptr_t)*uv : NULL;
+      if (!u) {
+        u = ow_calloc(1, sizeof *u);
+        ow_map_set(&s->undelivered, session, (uint64_t)(uintptr_t)u);
+      }
+      for (size_t k = 0; k < seqs.len; k++) {
+        if (u->frames.len >= UNDELIVERED_MAX) { /* keep the newest: the client also has last_seq */
+          memmove(u->frames.v, u->frames.v + 1, (u->frames.len - 1) * sizeof *u->frames.v);
+          memmove(u->seqs.v, u->seqs.v + 1, (u->seqs.len - 1) * sizeof *u->seqs.v);
+          u->frames.len--;
+          u->seqs.len--;
+        }
+        OW_VEC_PUSH(u->frames, f->frame);
+        OW_VEC_PUSH(u->seqs, seqs.v[k]);
+      }
+    }
+  }
+  ow_free(done);
+  OW_VEC_FREE(seqs);
+  /* Replies that waited for durability (REGISTER). */
+  size_t keep = 0;
+  for (i = 0; i < s->pending.len; i++) {
+    pending_reply *p = &s->pending.v[i];
+    if (p->frame > f->frame && !f->status) {
+      s->pending.v[keep++] = *p;
+      continue;
+    }
+    if (!p->c) continue;
+    if (f->status)
+      send_error(p->c, p->req, f->status, "the account could not be written to disk");
+    else
+      send_ok(p->c, p->req);
+  }
+  s->pending.len = keep;
+}
+
+/* ---- publishing ---------------------------------------------------------------------------------- */
+
+static ow_cell avatar_cell(ow_server *s, client *c) {
+  const ow_entity *e = ow_world_get(ow_zone_world(s->zone), c->avatar);
+  ow_cell none = {0, 0};
+  return e ? ow_world_region_cell(ow_zone_world(s->zone), e->region) : none;
+}
+
+static void emit_snapshot(void *ud, const uint8_t *p, size_t n) {
+  client *c = ud;
+  if (send_raw(c, p, n)) c->srv->stats.snapshots_out++;
+}
+
+static void publish_cb(uv_timer_t *t) {
+  ow_server *s = t->data;
+  uint64_t now = ow_now_ns();
+  for (size_t i = 0; i < s->clients.len; i++) {
+    client *c = s->clients.v[i];
+    if (c->state != S_JOINED || !c->conn || ow_conn_closing(c->conn)) continue;
+    ow_view_update(c->view, s->replica, avatar_cell(s, c), s->radius_cells, now, emit_snapshot, c);
+  }
+}
+
+typedef struct cand {
+  client *sender;
+  float prio;
+} cand;
+
+static int cmp_cand(const void *a, const void *b) {
+  float x = ((const cand *)a)->prio, y = ((const cand *)b)->prio;
+  return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* Poses: every receiver gets the freshest poses of the avatars around it, nearest first, as many as
+ * its bandwidth budget allows; a priority accumulator makes sure far avatars are updated too, less
+ * often. A client whose send queue is backing up gets none this round: stale poses are never
+ * queued. */
+static void poses_cb(uv_timer_t *t) {
+  ow_server *s = t->data;
+  ow_world *w = ow_zone_world(s->zone);
+  size_t budget = (size_t)(s->cfg.down_kbps * 1000.0 / 8.0 / s->cfg.pose_hz);
+  OW_VEC(cand) cands = {0};
+  for (size_t i = 0; i < s->clients.len; i++) {
+    client *rc = s->clients.v[i];
+    if (rc->state != S_JOINED || !rc->conn || ow_conn_closing(rc->conn)) continue;
+    if (ow_conn_queued(rc->conn) > 64 * 1024) continue;
+    const ow_entity *me = ow_world_get(w, rc->avatar);
+    if (!me) continue;
+    ow_cell mc = ow_world_region_cell(w, me->region);
+    cands.len = 0;
+    for (size_t k = 0; k < s->clients.len; k++) {
+      client *sc = s->clients.v[k];
+      if (sc == rc || sc->state != S_JOINED || !sc->pose_seq) continue;
+      const ow_entity *other = ow_world_get(w, sc->avatar);
+      if (!other) continue;
+      ow_cell oc = ow_world_region_cell(w, other->region);
+      if (abs(oc.x - mc.x) > s->radius_cells || abs(oc.z - mc.z) > s->radius_cells) continue;
+      uint64_t *pv = ow_map_get(&rc->prio, sc->session);
+      uint64_t packed = pv ? *pv : 0;
+      uint32_t sent_seq = (uint32_t)packed;
+      if (sent_seq == sc->pose_seq) continue; /* nothing new from this one */
+      float prio;
+      uint32_t bits = (uint32_t)(packed >> 32);
+      memcpy(&prio, &bits, 4);
+      float dx = other->xf.pos[0] - me->xf.pos[0], dz = other->xf.pos[2] - me->xf.pos[2];
+      prio += 1.0f / (1.0f + sqrtf(dx * dx + dz * dz) / 4.0f);
+      memcpy(&bits, &prio, 4);
+      ow_map_set(&rc->prio, sc->session, ((uint64_t)bits << 32) | sent_seq);
+      cand cd = {sc, prio};
+      OW_VEC_PUSH(cands, cd);
+    }
+    if (!cands.len) continue;
+    qsort(cands.v, cands.len, sizeof *cands.v, cmp_cand);
+    ow_buf *b = &s->out;
+    b->len = 0;
+    size_t at = ow_proto_begin(b, OW_MSG_POSES);
+    ow_buf_u32(b, (uint32_t)(ow_now_ns() / 1000000));
+    size_t count_at = b->len;
+    ow_buf_u16(b, 0);
+    uint16_t n = 0;
+    for (size_t k = 0; k < cands.len; k++) {
+      client *sc = cands.v[k].sender;
+      size_t entry = 8 + 18 + 10u * sc->pose.nbones;
+      if (n && b->len + entry > budget) break;
+      ow_buf_u64(b, sc->avatar);
+      ow_proto_put_pose(b, &sc->pose);
+      n++;
+      ow_map_set(&rc->prio, sc->session, sc->pose_seq); /* priority back to 0 */
+    }
+    b->data[count_at] = (uint8_t)n;
+    b->data[count_at + 1] = (uint8_t)(n >> 8);
+    ow_proto_end(b, at);
+    /* Poses are latest-value-wins: a full queue drops them instead of disconnecting. */
+    if (ow_conn_queued(rc->conn) + b->len <= 64 * 1024 && !ow_net_send(rc->conn, b->data, b->len)) {
+      s->stats.poses_out += n;
+      s->stats.bytes_out += b->len;
+    }
+  }
+  OW_VEC_FREE(cands);
+}
+
+static void housekeeping_cb(uv_timer_t *t) {
+  ow_server *s = t->data;
+  uint64_t now = ow_now_ns();
+  for (size_t i = 0; i < s->clients.len; i++) {
+    client *c = s->clients.v[i];
+    if (c->conn && !c->bye_sent && (double)(now - c->last_rx_ns) / 1e9 > s->cfg.idle_s)
+      kick(c, OW_BYE_IDLE, "no message received for too long");
+  }
+}
+
+/* ---- life cycle ------------------------------------------------------------------------------------ */
+
+int ow_server_create(ow_server **out, uv_loop_t *loop, ow_zone *zone, ow_zone_loop *zl, ow_auth *auth,
+                     const ow_server_config *cfg) {
+  *out = NULL;
+  ow_server *s = ow_calloc(1, sizeof *s);
+  s->cfg = *cfg;
+  s->loop = loop;
+  s->zone = zone;
+  s->zl = zl;
+  s->auth = auth;
+  ow_map_init(&s->by_session);
+  ow_map_init(&s->by_account);
+  ow_map_init(&s->undelivered);
+  float rs = ow_world_config_get(ow_zone_world(zone))->region_size;
+  s->radius_cells = (int)ceilf(cfg->interest_radius / rs);
+  s->replica = ow_replica_create(ow_zone_world(zone));
+  ow_net_handlers h = {on_open, on_message, on_oversize, on_close, status_json, s};
+  int rc = ow_net_create(&s->net, loop, &cfg->net, &h);
+  if (rc) {
+    ow_replica_destroy(s->replica);
+    ow_free(s);
+    return rc;
+  }
+  uv_timer_t *timers[] = {&s->publish, &s->poses, &s->housekeeping, &s->notice};
+  for (int i = 0; i < 4; i++) {
+    uv_timer_init(loop, timers[i]);
+    timers[i]->data = s;
+  }
+  s->handles = 4;
+  uint64_t tick = (uint64_t)(1000.0 / cfg->tick_hz), pose = (uint64_t)(1000.0 / cfg->pose_hz);
+  uv_timer_start(&s->publish, publish_cb, tick ? tick : 1, tick ? tick : 1);
+  uv_timer_start(&s->poses, poses_cb, pose ? pose : 1, pose ? pose : 1);
+  uv_timer_start(&s->housekeeping, housekeeping_cb, 1000, 1000);
+  *out = s;
+  return 0;
+}
+
+int ow_server_port(const ow_server *s) { return ow_net_port(s->net); }
+const ow_server_stats *ow_server_stats_get(const ow_server *s) { return &s->stats; }
+
+static void handle_closed(uv_handle_t *h) {
+  ow_server *s = h->data;
+  if (--s->handles == 0) {
+    /* Every BYE has been written or the drain gave up: let lws close what is left. Its on_close
+     * callbacks still run on the loop, so the server stays allocated until ow_server_free(). */
+    ow_net_destroy(s->net);
+    if (s->done) s->done(s->done_ud);
+  }
+}
+
+static void drain_cb(uv_timer_t *t) {
+  ow_server *s = t->data;
+  bool flushed = true;
+  for (size_t i = 0; i < s->clients.len; i++)
+    if (s->clients.v[i]->conn && ow_conn_queued(s->clients.v[i]->conn)) flushed = false;
+  if (!flushed && ow_now_ns() - s->drain_start_ns < 1000000000ull) return;
+  uv_close((uv_handle_t *)&s->publish, handle_closed);
+  uv_close((uv_handle_t *)&s->poses, handle_closed);
+  uv_close((uv_handle_t *)&s->housekeeping, handle_closed);
+  uv_close((uv_handle_t *)&s->notice, handle_closed);
+}
+
+static void zone_stopped(void *ud) {
+  ow_server *s = ud;
+  /* The last frame is durable and its confirmations are queued: now say goodbye, and give the
+   * connections up to a second to take it. */
+  for (size_t i = 0; i < s->clients.len; i++)
+    kick(s->clients.v[i], OW_BYE_SHUTDOWN, "server is restarting; resume with your token");
+  uv_timer_stop(&s->publish);
+  uv_timer_stop(&s->poses);
+  s->drain_start_ns = ow_now_ns();
+  uv_timer_start(&s->housekeeping, drain_cb, 10, 10);
+}
+
+static void notice_over(uv_timer_t *t) {
+  ow_server *s = t->data;
+  ow_zone_loop_stop(s->zl, zone_stopped, s);
+}
+
+void ow_server_shutdown(ow_server *s, void (*done)(void *), void *ud) {
+  if (s->shutting) return;
+  s->shutting = true;
+  s->done = done;
+  s->done_ud = ud;
+  char text[96];
+  snprintf(text, sizeof text, "restarting in %g s", s->cfg.shutdown_notice_s);
+  ow_msg e = {.type = OW_MSG_EVENT};
+  e.u.event.kind = OW_EVENT_SYSTEM;
+  e.u.event.text = (ow_str){text, strlen(text)};
+  for (size_t i = 0; i < s->clients.len; i++) send_msg(s->clients.v[i], &e);
+  OW_INFO("shutdown_notice", "seconds=%g players=%u", s->cfg.shutdown_notice_s, s->joined);
+  uv_timer_start(&s->notice, notice_over, (uint64_t)(s->cfg.shutdown_notice_s * 1000), 0);
+}
+
+void ow_server_free(ow_server *s) {
+  if (!s) return;
+  /* Normally empty by now: lws closed every connection before the loop drained. */
+  while (s->clients.len) client_drop(s, s->clients.v[0]);
+  OW_VEC_FREE(s->clients);
+  ow_net_free(s->net);
+  ow_replica_destroy(s->replica);
+  for (size_t i = 0; i < s->undelivered.cap; i++)
+    if (s->undelivered.keys[i]) {
+      undelivered *u = (undelivered *)(uintptr_t)s->undelivered.vals[i];
+      OW_VEC_FREE(u->frames);
+      OW_VEC_FREE(u->seqs);
+      ow_free(u);
+    }
+  ow_map_deinit(&s->undelivered);
+  ow_map_deinit(&s->by_session);
+  ow_map_deinit(&s->by_account);
+  OW_VEC_FREE(s->pending);
+  ow_buf_deinit(&s->out);
+  ow_free(s);
+}

@@ -1,0 +1,52 @@
+/*
+ * server: the network face of a zone. It speaks docs/protocol.md over src/net connections: accounts
+ * and sessions (src/auth), actions into the zone with applied and durable replies, poses, chat,
+ * and replication of the confirmed-read mirror (src/server/replica) to each client's area of
+ * interest. Everything runs on the zone's loop thread.
+ */
+#ifndef OW_SERVER_H
+#define OW_SERVER_H
+
+#include "auth/auth.h"
+#include "net/net.h"
+#include "zone/loop.h"
+#include "zone/zone.h"
+
+typedef struct ow_server ow_server;
+
+typedef struct ow_server_config {
+  ow_net_config net;
+  const char *name;         /* shown in WELCOME */
+  double tick_hz;           /* snapshot publish rate */
+  double pose_hz;           /* pose publish rate */
+  float interest_radius;    /* metres; rounded up to whole region cells */
+  uint32_t max_players;     /* joined players per instance */
+  double action_rate;       /* actions per second per session (token bucket refill) */
+  double action_burst;      /* token bucket size */
+  double pose_rate;         /* poses per second accepted per session */
+  double down_kbps;         /* per-client budget for pose updates */
+  double idle_s;            /* close connections silent for this long */
+  double shutdown_notice_s; /* "restarting in N s" before closing on SIGTERM */
+} ow_server_config;
+
+typedef struct ow_server_stats {
+  uint64_t connections, joined, messages_in, actions, poses_in, poses_out, snapshots_out;
+  uint64_t bytes_in, bytes_out, protocol_errors, too_slow, rate_limited;
+} ow_server_stats;
+
+/* Starts listening. zone, loop and auth must outlive the server. */
+int ow_server_create(ow_server **out, uv_loop_t *loop, ow_zone *zone, ow_zone_loop *zl,
+                     ow_auth *auth, const ow_server_config *cfg);
+int ow_server_port(const ow_server *s);
+/* Wire the zone's durable callback here: confirmations, replication, durable replies. */
+void ow_server_on_durable(ow_server *s, const ow_frame_info *f);
+/* SIGTERM: stop accepting, tell players "restarting in N s", then commit and checkpoint through the
+ * zone loop, deliver the last confirmations, say BYE (shutdown) and close. done(ud) runs on the loop
+ * when the server has let go of its timers and started closing connections; the caller closes its
+ * own handles and lets uv_run drain. */
+void ow_server_shutdown(ow_server *s, void (*done)(void *ud), void *ud);
+/* Frees the server once uv_run has returned. */
+void ow_server_free(ow_server *s);
+const ow_server_stats *ow_server_stats_get(const ow_server *s);
+
+#endif
