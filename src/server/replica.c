@@ -46,6 +46,7 @@ struct ow_view {
   uint64_t last_sent_ns;
   uint64_t built_ver; /* replica version of the last build */
   ow_cell built_center;
+  int built_radius;
   bool built;
   OW_VEC(ow_id) ids; /* scratch */
   OW_VEC(uint64_t) vers;
@@ -284,7 +285,8 @@ static void chunk_close(chunker *c, bool more, const ow_id *removed, size_t nrem
 
 int ow_view_update(ow_view *v, ow_replica *r, ow_cell center, int radius_cells, uint64_t now_ns,
                    ow_emit_fn emit, void *ud) {
-  bool moved = !v->built || v->built_center.x != center.x || v->built_center.z != center.z;
+  bool moved = !v->built || v->built_center.x != center.x || v->built_center.z != center.z ||
+               v->built_radius != radius_cells;
   bool unacked = v->last_sent && v->acked != v->last_sent;
   bool resend = unacked && now_ns - v->last_sent_ns > RESEND_NS;
   if (!moved && r->ver <= v->built_ver && !resend) return 0;
@@ -315,6 +317,7 @@ int ow_view_update(ow_view *v, ow_replica *r, ow_cell center, int radius_cells, 
   if (cur.len > 1) qsort(cur.v, cur.len, sizeof *cur.v, cmp_pair);
   v->built = true;
   v->built_center = center;
+  v->built_radius = radius_cells;
   v->built_ver = r->ver;
 
   snap *base = v->acked ? &v->ring[v->acked % RING] : NULL;
