@@ -129,6 +129,30 @@ uint64_t ow_now_ns(void) {
   return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
+/* ---- samples --------------------------------------------------------------------------------- */
+
+void ow_samples_add(ow_samples *s, uint64_t ns) {
+  s->v[s->pos] = ns;
+  s->pos = (s->pos + 1) % OW_SAMPLES;
+  if (s->n < OW_SAMPLES) s->n++;
+}
+
+static int cmp_u64(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+uint64_t ow_samples_pct(const ow_samples *s, double p) {
+  if (!s->n) return 0;
+  uint64_t *tmp = ow_malloc(s->n * sizeof *tmp);
+  memcpy(tmp, s->v, s->n * sizeof *tmp);
+  qsort(tmp, s->n, sizeof *tmp, cmp_u64);
+  size_t i = (size_t)(p / 100.0 * (double)(s->n - 1) + 0.5);
+  uint64_t r = tmp[i < s->n ? i : s->n - 1];
+  ow_free(tmp);
+  return r;
+}
+
 /* ---- buffers --------------------------------------------------------------------------------- */
 
 void ow_buf_init(ow_buf *b) { memset(b, 0, sizeof *b); }

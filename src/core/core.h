@@ -59,6 +59,18 @@ void ow_log_write(int level, const char *event, const char *fmt, ...)
 /* Monotonic clock in nanoseconds. */
 uint64_t ow_now_ns(void);
 
+/* ---- latency samples -------------------------------------------------------------------------- */
+
+/* The last OW_SAMPLES durations (nanoseconds), for percentiles of loop work. */
+#define OW_SAMPLES 4096
+typedef struct ow_samples {
+  uint64_t v[OW_SAMPLES];
+  uint32_t n, pos;
+} ow_samples;
+void ow_samples_add(ow_samples *s, uint64_t ns);
+/* The p-th percentile (0..100) of the samples held, in nanoseconds; 0 when empty. */
+uint64_t ow_samples_pct(const ow_samples *s, double p);
+
 /* ---- byte buffers ----------------------------------------------------------------------------- */
 
 /* A growable byte buffer. Writers append fields one at a time with an explicit byte order; no

@@ -634,14 +634,24 @@ static void on_close(void *ud, ow_conn *conn) {
 
 static void status_json(void *ud, ow_buf *out) {
   ow_server *s = ud;
-  char buf[512];
-  int n = snprintf(buf, sizeof buf,
-                   "{\"name\":\"%s\",\"connections\":%zu,\"players\":%u,\"accounts\":%zu,"
-                   "\"entities\":%zu,\"frame\":%llu,\"durable_frame\":%llu,\"store_error\":\"%s\"}\n",
-                   s->cfg.name, s->clients.len, s->joined, ow_auth_accounts(s->auth),
-                   ow_world_count(ow_zone_world(s->zone)), (unsigned long long)ow_zone_frame(s->zone),
-                   (unsigned long long)ow_zone_durable_frame(s->zone),
-                   ow_err_name(ow_zone_store_error(s->zone)));
+  const ow_zone_loop_stats *zs = ow_zone_loop_stats_get(s->zl);
+  char buf[1024];
+  int n = snprintf(
+      buf, sizeof buf,
+      "{\"name\":\"%s\",\"connections\":%zu,\"players\":%u,\"accounts\":%zu,\"entities\":%zu,"
+      "\"frame\":%llu,\"durable_frame\":%llu,\"store_error\":\"%s\",\"actions\":%llu,"
+      "\"seal_p50_us\":%.1f,\"seal_p99_us\":%.1f,\"publish_p50_us\":%.1f,\"publish_p99_us\":%.1f,"
+      "\"poses_p50_us\":%.1f,\"poses_p99_us\":%.1f,\"commit_p50_us\":%.1f,\"commit_p99_us\":%.1f,"
+      "\"bytes_in\":%llu,\"bytes_out\":%llu,\"mem_bytes\":%zu}\n",
+      s->cfg.name, s->clients.len, s->joined, ow_auth_accounts(s->auth),
+      ow_world_count(ow_zone_world(s->zone)), (unsigned long long)ow_zone_frame(s->zone),
+      (unsigned long long)ow_zone_durable_frame(s->zone), ow_err_name(ow_zone_store_error(s->zone)),
+      (unsigned long long)s->stats.actions, ow_samples_pct(&zs->seal_ns, 50) / 1e3,
+      ow_samples_pct(&zs->seal_ns, 99) / 1e3, ow_samples_pct(&s->stats.publish_ns, 50) / 1e3,
+      ow_samples_pct(&s->stats.publish_ns, 99) / 1e3, ow_samples_pct(&s->stats.poses_ns, 50) / 1e3,
+      ow_samples_pct(&s->stats.poses_ns, 99) / 1e3, ow_samples_pct(&zs->commit_ns, 50) / 1e3,
+      ow_samples_pct(&zs->commit_ns, 99) / 1e3, (unsigned long long)s->stats.bytes_in,
+      (unsigned long long)s->stats.bytes_out, ow_mem_used());
   ow_buf_put(out, buf, (size_t)n);
 }
 
@@ -730,6 +740,7 @@ static void publish_cb(uv_timer_t *t) {
     if (c->state != S_JOINED || !c->conn || ow_conn_closing(c->conn)) continue;
     ow_view_update(c->view, s->replica, avatar_cell(s, c), s->radius_cells, now, emit_snapshot, c);
   }
+  ow_samples_add(&s->stats.publish_ns, ow_now_ns() - now);
 }
 
 typedef struct cand {
@@ -748,6 +759,7 @@ static int cmp_cand(const void *a, const void *b) {
  * queued. */
 static void poses_cb(uv_timer_t *t) {
   ow_server *s = t->data;
+  uint64_t t0 = ow_now_ns();
   ow_world *w = ow_zone_world(s->zone);
   size_t budget = (size_t)(s->cfg.down_kbps * 1000.0 / 8.0 / s->cfg.pose_hz);
   OW_VEC(cand) cands = {0};
@@ -808,6 +820,7 @@ static void poses_cb(uv_timer_t *t) {
     }
   }
   OW_VEC_FREE(cands);
+  ow_samples_add(&s->stats.poses_ns, ow_now_ns() - t0);
 }
 
 static void housekeeping_cb(uv_timer_t *t) {

@@ -32,6 +32,8 @@ typedef struct ow_server_config {
 typedef struct ow_server_stats {
   uint64_t connections, joined, messages_in, actions, poses_in, poses_out, snapshots_out;
   uint64_t bytes_in, bytes_out, protocol_errors, too_slow, rate_limited;
+  ow_samples publish_ns; /* loop time to build and queue every client's snapshot, per tick */
+  ow_samples poses_ns;   /* loop time to build and queue every client's poses, per publish */
 } ow_server_stats;
 
 /* Starts listening. zone, loop and auth must outlive the server. */

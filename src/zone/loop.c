@@ -7,6 +7,7 @@ struct ow_zone_loop {
   uv_timer_t tick, checkpoint;
   uv_work_t work;
   ow_zone_commit *inflight;
+  uint64_t sealed_ns;
   int work_rc;
   bool due;            /* a tick or flush arrived while a commit was in flight */
   bool checkpoint_due; /* the next commit also writes streamed transforms */
@@ -32,6 +33,7 @@ static void after_work_cb(uv_work_t *w, int status) {
   l->inflight = NULL;
   int rc = status ? status : l->work_rc;
   ow_zone_commit_end(l->z, c, rc);
+  ow_samples_add(&l->stats.commit_ns, ow_now_ns() - l->sealed_ns);
   l->stats.commits++;
   if (rc) l->stats.commit_failures++;
   if (l->due || l->stopping) start_commit(l);
@@ -46,8 +48,11 @@ static void start_commit(ow_zone_loop *l) {
   l->due = false;
   bool cp = l->checkpoint_due || l->stopping;
   ow_zone_commit *c;
+  uint64_t t0 = ow_now_ns();
   int rc = ow_zone_commit_begin(l->z, cp, &c);
   if (rc || !c) return;
+  l->sealed_ns = ow_now_ns();
+  ow_samples_add(&l->stats.seal_ns, l->sealed_ns - t0);
   if (cp) l->checkpoint_due = false;
   l->inflight = c;
   l->work.data = l;

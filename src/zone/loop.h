@@ -15,6 +15,8 @@ typedef struct ow_zone_loop ow_zone_loop;
 
 typedef struct ow_zone_loop_stats {
   uint64_t ticks, commits, commit_failures;
+  ow_samples seal_ns;   /* loop-thread time to seal a frame */
+  ow_samples commit_ns; /* seal to durable, including the fsync on the thread pool */
 } ow_zone_loop_stats;
 
 /* Starts ticking `z` on `loop`. The caller owns *out; z must outlive it. */

@@ -126,11 +126,25 @@ static void test_mem_accounting(void **state) {
   assert_int_equal(ow_mem_used(), before);
 }
 
+static void test_samples(void **state) {
+  (void)state;
+  ow_samples *s = ow_calloc(1, sizeof *s);
+  assert_int_equal(ow_samples_pct(s, 99), 0);
+  for (uint64_t i = 1; i <= 100; i++) ow_samples_add(s, i);
+  assert_int_equal(ow_samples_pct(s, 0), 1);
+  assert_int_equal(ow_samples_pct(s, 50), 51);
+  assert_int_equal(ow_samples_pct(s, 100), 100);
+  /* Only the newest OW_SAMPLES are kept. */
+  for (int i = 0; i < OW_SAMPLES; i++) ow_samples_add(s, 7);
+  assert_int_equal(ow_samples_pct(s, 100), 7);
+  ow_free(s);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_buf_roundtrip),    cmocka_unit_test(test_reader_sticky_error),
       cmocka_unit_test(test_map_against_array), cmocka_unit_test(test_errors),
-      cmocka_unit_test(test_mem_accounting),
+      cmocka_unit_test(test_mem_accounting),   cmocka_unit_test(test_samples),
   };
   return cmocka_run_group_tests_name("core", tests, NULL, NULL);
 }
