@@ -192,22 +192,19 @@ static void region_link(ow_world *w, uint32_t s, uint32_t reg) {
 }
 
 static void mark(ow_world *w, ow_entity *e);
-static void mark_stream(ow_world *w, ow_entity *e);
 
 /* Moves an entity and everything it holds into region `reg`. Each entity that changes region is
- * marked changed (by an action or by a stream), so that its store key moves to the new region's
- * prefix at the next commit or checkpoint. */
-static void set_region(ow_world *w, uint32_t s, uint32_t reg, bool stream) {
+ * marked changed for the next frame, even when a stream moved it: its store key moves to the new
+ * region's prefix, and a subtree must never be stored split across two regions (a crash before a
+ * checkpoint would make the split permanent). Only motion within a region waits for checkpoints. */
+static void set_region(ow_world *w, uint32_t s, uint32_t reg) {
   ow_entity *e = at(w, s);
   if (e->region != reg) {
     region_unlink(w, s);
     region_link(w, s, reg);
-    if (stream)
-      mark_stream(w, e);
-    else
-      mark(w, e);
+    mark(w, e);
   }
-  for (uint32_t c = e->child; c != OW_NONE; c = at(w, c)->sibling) set_region(w, c, reg, stream);
+  for (uint32_t c = e->child; c != OW_NONE; c = at(w, c)->sibling) set_region(w, c, reg);
 }
 
 size_t ow_world_region_count(const ow_world *w, ow_cell cell) {
@@ -577,7 +574,7 @@ static int act_move(ow_world *w, ow_id account, ow_entity *av, const ow_action *
   if (e != av && !reaches(w, av, e)) return OW_E_TOO_FAR;
   memcpy(e->xf.pos, a->xf.pos, sizeof e->xf.pos);
   memcpy(e->xf.rot, a->xf.rot, sizeof e->xf.rot);
-  set_region(w, s, region_get(w, ow_world_cell_of(w, e->xf.pos)), false);
+  set_region(w, s, region_get(w, ow_world_cell_of(w, e->xf.pos)));
   mark(w, e);
   r->entity = e->id;
   return 0;
@@ -699,7 +696,7 @@ static int act_interact(ow_world *w, ow_id account, ow_entity *av, const ow_acti
     av->parent = 0;
     av->sibling = OW_NONE;
     memcpy(av->xf.pos, e->xf.pos, sizeof av->xf.pos);
-    set_region(w, as, region_get(w, ow_world_cell_of(w, av->xf.pos)), false);
+    set_region(w, as, region_get(w, ow_world_cell_of(w, av->xf.pos)));
     mark(w, av);
     r->count = 0;
     return 0;
@@ -708,7 +705,7 @@ static int act_interact(ow_world *w, ow_id account, ow_entity *av, const ow_acti
   if (riders(w, e) >= t->seats) return OW_E_FULL;
   av->parent = e->id;
   child_link(w, s, as);
-  set_region(w, as, e->region, false);
+  set_region(w, as, e->region);
   mark(w, av);
   r->count = 1;
   return 0;
@@ -769,7 +766,7 @@ int ow_world_stream(ow_world *w, ow_id account, ow_id avatar, ow_id entity, cons
   if (e != av && !reaches(w, av, e)) return OW_E_TOO_FAR;
   memcpy(e->xf.pos, xf->pos, sizeof e->xf.pos);
   memcpy(e->xf.rot, xf->rot, sizeof e->xf.rot);
-  if (!e->parent) set_region(w, s, region_get(w, ow_world_cell_of(w, e->xf.pos)), true);
+  if (!e->parent) set_region(w, s, region_get(w, ow_world_cell_of(w, e->xf.pos)));
   mark_stream(w, e);
   return 0;
 }
@@ -794,7 +791,17 @@ void ow_world_drain(ow_world *w, bool checkpoint, const ow_change_sink *sink) {
     if (s != OW_NONE && (at(w, s)->flags & OW_EF_DIRTY)) drain_one(w, at(w, s), sink);
   }
   w->dirty.len = 0;
-  if (!checkpoint) return;
+  if (!checkpoint) {
+    /* Entities just written in full no longer wait for the checkpoint: drop them from its list so
+     * that it stays exact and bounded however long checkpoints are apart. */
+    size_t keep = 0;
+    for (size_t i = 0; i < w->sdirty.len; i++) {
+      uint32_t s = find(w, w->sdirty.v[i]);
+      if (s != OW_NONE && (at(w, s)->flags & OW_EF_STREAM_DIRTY)) w->sdirty.v[keep++] = w->sdirty.v[i];
+    }
+    w->sdirty.len = keep;
+    return;
+  }
   for (size_t i = 0; i < w->sdirty.len; i++) {
     uint32_t s = find(w, w->sdirty.v[i]);
     if (s != OW_NONE && (at(w, s)->flags & OW_EF_STREAM_DIRTY)) drain_one(w, at(w, s), sink);

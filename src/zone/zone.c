@@ -8,6 +8,11 @@
 
 enum { FORMAT_VERSION = 1 };
 
+/* Entity ids handed out after the last durable frame are lost with a crash, but clients may have
+ * seen them in APPLIED replies. The store therefore keeps a high-water mark this far ahead of the
+ * counter, and recovery continues from it: no id is ever given to two entities. */
+#define ID_RESERVE (1ull << 20)
+
 typedef struct ring_ent {
   uint64_t seq, frame;
   ow_result res;
@@ -273,7 +278,7 @@ int ow_zone_commit_begin(ow_zone *z, bool checkpoint, ow_zone_commit **out) {
     ow_batch_del(&c->batch, k, sizeof k);
   }
   put_meta_u64(c, "frame", c->frame);
-  put_meta_u64(c, "next_id", ow_world_next_id(z->world));
+  put_meta_u64(c, "next_id", ow_world_next_id(z->world) + ID_RESERVE);
   if (z->write_format) {
     put_meta_u64(c, "format", FORMAT_VERSION);
     put_meta_u64(c, "content", z->content->hash);
