@@ -144,7 +144,10 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
   case LWS_CALLBACK_SERVER_WRITEABLE: {
     ow_conn *c = p->conn;
     if (!c) return -1;
-    if (c->close_now) {
+    /* Closing happens in a writable callback of its own, once everything queued is written, so
+     * that lws can send the Close frame (a close in the same callback as a write comes out as an
+     * abnormal closure, 1006, on the client). */
+    if (c->close_now || (c->closing && !c->head)) {
       lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
       return -1;
     }
@@ -160,12 +163,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
       c->queued -= m->len;
       ow_free(m);
     }
-    if (c->head) {
-      lws_callback_on_writable(wsi);
-    } else if (c->closing) {
-      lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
-      return -1;
-    }
+    if (c->head || c->closing) lws_callback_on_writable(wsi);
     return 0;
   }
   case LWS_CALLBACK_CLOSED: {

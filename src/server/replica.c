@@ -213,6 +213,11 @@ typedef struct pair {
   uint64_t ver;
 } pair;
 
+static int cmp_id(const void *a, const void *b) {
+  ow_id x = *(const ow_id *)a, y = *(const ow_id *)b;
+  return x < y ? -1 : x > y;
+}
+
 static int cmp_pair(const void *a, const void *b) {
   ow_id x = ((const pair *)a)->id, y = ((const pair *)b)->id;
   return x < y ? -1 : x > y;
@@ -322,22 +327,32 @@ int ow_view_update(ow_view *v, ow_replica *r, ow_cell center, int radius_cells, 
 
   snap *base = v->acked ? &v->ring[v->acked % RING] : NULL;
   if (base && base->id != v->acked) base = NULL;
-  /* Merge the sorted current set against the base: changed or new entities, and removals. */
+  /* Removals cover everything the client may hold: the base and every snapshot sent after it. A
+   * client can then apply a delta straight onto its current table. */
+  OW_VEC(ow_id) known = {0};
+  if (base) {
+    for (uint32_t id = base->id; id && id <= v->last_sent; id++) {
+      snap *k = &v->ring[id % RING];
+      if (k->id != id) continue;
+      for (size_t q = 0; q < k->n; q++) OW_VEC_PUSH(known, k->ids[q]);
+    }
+    if (known.len > 1) qsort(known.v, known.len, sizeof *known.v, cmp_id);
+  }
+  /* Merge the sorted current set against the base: changed or new entities. */
   OW_VEC(ow_id) changed = {0};
   OW_VEC(ow_id) removed = {0};
   size_t i = 0, j = 0, nb = base ? base->n : 0;
-  while (i < cur.len || j < nb) {
-    if (j >= nb || (i < cur.len && cur.v[i].id < base->ids[j])) {
+  while (i < cur.len) {
+    while (j < nb && base->ids[j] < cur.v[i].id) j++;
+    if (j >= nb || base->ids[j] != cur.v[i].id || base->vers[j] != cur.v[i].ver)
       OW_VEC_PUSH(changed, cur.v[i].id);
-      i++;
-    } else if (i >= cur.len || base->ids[j] < cur.v[i].id) {
-      OW_VEC_PUSH(removed, base->ids[j]);
-      j++;
-    } else {
-      if (cur.v[i].ver != base->vers[j]) OW_VEC_PUSH(changed, cur.v[i].id);
-      i++;
-      j++;
-    }
+    i++;
+  }
+  /* Then what the client may hold that is no longer there. */
+  for (i = 0, j = 0; i < known.len; i++) {
+    if (i && known.v[i] == known.v[i - 1]) continue;
+    while (j < cur.len && cur.v[j].id < known.v[i]) j++;
+    if (j >= cur.len || cur.v[j].id != known.v[i]) OW_VEC_PUSH(removed, known.v[i]);
   }
   /* Nothing new for the client: unless the last snapshot is unacknowledged and old, stay quiet. */
   snap *last = v->last_sent ? &v->ring[v->last_sent % RING] : NULL;
@@ -386,6 +401,7 @@ int ow_view_update(ow_view *v, ow_replica *r, ow_cell center, int radius_cells, 
   v->last_sent = ch.id;
   v->last_sent_ns = now_ns;
 done:
+  OW_VEC_FREE(known);
   OW_VEC_FREE(cur);
   OW_VEC_FREE(changed);
   OW_VEC_FREE(removed);

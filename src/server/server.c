@@ -37,8 +37,11 @@ struct client {
   /* replication */
   ow_view *view;
   ow_map prio; /* sender session -> (u32 float priority bits << 32) | last pose seq sent */
+  ow_buf held; /* messages that arrived while a login or registration was being hashed */
   bool bye_sent;
 };
+
+#define HELD_MAX (16u * 1024u)
 
 struct job {
   uv_work_t w;
@@ -232,6 +235,8 @@ static void send_session(client *c, uint32_t req, uint64_t expires, bool resumed
   send_msg(c, &m);
 }
 
+static void process_held(client *c);
+
 /* ---- argon2 jobs on the thread pool ------------------------------------------------------------------ */
 
 static void job_work(uv_work_t *w) {
@@ -287,6 +292,7 @@ static void job_done(uv_work_t *w, int status) {
     }
   }
   ow_free(j);
+  process_held(c);
 }
 
 static void start_job(client *c, uint8_t kind, uint32_t req, ow_str name, ow_str pw) {
@@ -580,18 +586,21 @@ static void on_open(void *ud, ow_conn *conn) {
   if (s->shutting) kick(c, OW_BYE_SHUTDOWN, "server is restarting");
 }
 
-static void on_message(void *ud, ow_conn *conn, const uint8_t *p, size_t n, bool binary) {
-  ow_server *s = ud;
-  client *c = ow_conn_user(conn);
-  if (!c || c->bye_sent) return;
-  c->last_rx_ns = ow_now_ns();
-  s->stats.bytes_in += n;
-  if (!binary) {
-    protocol_error(c, 0, OW_E_PROTO, "text WebSocket messages are not part of the protocol");
-    return;
-  }
+/* Decodes and dispatches the protocol messages of one WebSocket message, in order. While an
+ * argon2 job runs for the client, the rest is held and processed when the job is done, so that a
+ * client may pipeline REGISTER, LOGIN and JOIN. */
+static void process(client *c, const uint8_t *p, size_t n) {
+  ow_server *s = c->srv;
   size_t off = 0;
   while (off < n && c->conn && !c->bye_sent) {
+    if (c->job) {
+      if (c->held.len + (n - off) > HELD_MAX) {
+        protocol_error(c, 0, OW_E_TOO_LARGE, "too many messages sent while logging in");
+        return;
+      }
+      ow_buf_put(&c->held, p + off, n - off);
+      return;
+    }
     ow_msg m;
     size_t used;
     char err[160];
@@ -603,6 +612,27 @@ static void on_message(void *ud, ow_conn *conn, const uint8_t *p, size_t n, bool
     dispatch(c, &m);
     off += used;
   }
+}
+
+static void process_held(client *c) {
+  if (!c->held.len) return;
+  ow_buf pending = c->held;
+  ow_buf_init(&c->held);
+  process(c, pending.data, pending.len);
+  ow_buf_deinit(&pending);
+}
+
+static void on_message(void *ud, ow_conn *conn, const uint8_t *p, size_t n, bool binary) {
+  ow_server *s = ud;
+  client *c = ow_conn_user(conn);
+  if (!c || c->bye_sent) return;
+  c->last_rx_ns = ow_now_ns();
+  s->stats.bytes_in += n;
+  if (!binary) {
+    protocol_error(c, 0, OW_E_PROTO, "text WebSocket messages are not part of the protocol");
+    return;
+  }
+  process(c, p, n);
 }
 
 static void on_oversize(void *ud, ow_conn *conn) {
@@ -624,6 +654,7 @@ static void client_drop(ow_server *s, client *c) {
     }
   ow_view_destroy(c->view);
   ow_map_deinit(&c->prio);
+  ow_buf_deinit(&c->held);
   ow_free(c);
 }
 
