@@ -553,7 +553,9 @@ static ow_id plan_apply(ow_world *w, plan *p) {
         mark(w, at(w, s));
       }
     } else if (x->count) {
-      uint32_t s = spawn(w, x->type, at(w, cs)->owner, cs, at(w, cs)->xf.pos);
+      /* A child's transform is relative to its parent: a new stack sits at its container's origin. */
+      static const float origin[3] = {0, 0, 0};
+      uint32_t s = spawn(w, x->type, at(w, cs)->owner, cs, origin);
       at(w, s)->count = x->count;
       x->id = at(w, s)->id;
     }
