@@ -170,6 +170,7 @@ int main(int argc, char **argv) {
           (unsigned long long)st->connections, ow_err_name(store_err));
   ow_server_free(a.server);
   a.server = NULL;
+  uv_run(a.loop, UV_RUN_DEFAULT); /* lws closes its last handles */
   ow_zone_loop_destroy(a.zl);
   uv_loop_close(a.loop);
   exit_code = store_err ? 1 : 0;

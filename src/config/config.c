@@ -55,7 +55,7 @@ static const setting table[] = {
     N(action_rate, "20", 0.1, 100000, "actions per second per session (token bucket)"),
     N(action_burst, "40", 1, 100000, "action burst per session"),
     N(pose_rate, "90", 1, 1000, "poses per second accepted per session (more are dropped)"),
-    N(down_kbps, "192", 8, 100000, "pose bandwidth budget per client, kbit/s"),
+    N(down_kbps, "240", 8, 100000, "downstream budget per client, kbit/s: snapshots first, poses fill the rest"),
     N(idle_s, "60", 1, 86400, "close connections that send nothing for this long"),
     N(shutdown_notice_s, "5", 0, 3600, "warning given to players before a SIGTERM shutdown"),
     N(max_message, "4096", 128, 1048576, "largest message a client may send, bytes"),

@@ -1,7 +1,12 @@
 /* net: libwebsockets server on a foreign libuv loop. See net.h. */
 #include "net/net.h"
 
+#include <arpa/inet.h>
+#include <errno.h>
 #include <libwebsockets.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <stdio.h>
 
 typedef struct out_msg {
@@ -182,8 +187,29 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
   }
 }
 
+/* Binds the port once ourselves, so that "address in use" is reported before libwebsockets holds
+ * any state on the loop. Returns 0 or -errno. */
+static int port_free(const char *bind_addr, int port) {
+  if (port <= 0) return 0;
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  if (inet_pton(AF_INET, bind_addr ? bind_addr : "0.0.0.0", &sa.sin_addr) != 1) return -EINVAL;
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return -errno;
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  int rc = bind(fd, (struct sockaddr *)&sa, sizeof sa) ? -errno : 0;
+  close(fd);
+  return rc;
+}
+
 int ow_net_create(ow_net **out, uv_loop_t *loop, const ow_net_config *cfg, const ow_net_handlers *h) {
   *out = NULL;
+  int prc = port_free(cfg->bind, cfg->port);
+  if (prc) {
+    OW_ERROR("net_listen_failed", "bind=%s port=%d err=%s", cfg->bind ? cfg->bind : "*", cfg->port,
+             ow_err_name(prc));
+    return prc;
+  }
   ow_net *n = ow_calloc(1, sizeof *n);
   n->cfg = *cfg;
   if (!n->cfg.max_message) n->cfg.max_message = 4096;
@@ -210,8 +236,17 @@ int ow_net_create(ow_net **out, uv_loop_t *loop, const ow_net_config *cfg, const
     ow_free(n);
     return OW_E_INVAL;
   }
+  /* lws creates the context even when the listening socket could not be bound (port in use): the
+   * missing default vhost is how that shows. */
   struct lws_vhost *vh = lws_get_vhost_by_name(n->ctx, "default");
-  n->port = vh ? lws_get_vhost_listen_port(vh) : cfg->port;
+  if (!vh || lws_get_vhost_listen_port(vh) <= 0) {
+    OW_ERROR("net_listen_failed", "bind=%s port=%d hint=\"port in use or address not available\"",
+             cfg->bind ? cfg->bind : "*", cfg->port);
+    /* Lost a race for the port after the check above. The half-made context is left to the
+     * process exit: destroying it needs the loop, and the caller is about to exit anyway. */
+    return -EADDRINUSE;
+  }
+  n->port = lws_get_vhost_listen_port(vh);
   *out = n;
   return 0;
 }
@@ -223,7 +258,14 @@ void ow_net_destroy(ow_net *n) {
   if (n && n->ctx) lws_context_destroy(n->ctx);
 }
 
-void ow_net_free(ow_net *n) { ow_free(n); }
+/* With a foreign loop, the first lws_context_destroy() starts closing and the loop finishes it;
+ * this second call frees the context. The caller runs the loop once more afterwards so that lws's
+ * last handles close. */
+void ow_net_free(ow_net *n) {
+  if (!n) return;
+  if (n->ctx) lws_context_destroy(n->ctx);
+  ow_free(n);
+}
 
 int ow_net_send(ow_conn *c, const void *p, size_t len) {
   if (c->closing) return OW_E_STATE;

@@ -43,8 +43,10 @@ int ow_net_port(const ow_net *n);
 /* Number of open WebSocket connections. */
 size_t ow_net_connections(const ow_net *n);
 /* Starts closing every connection and the listener; handles close as the loop keeps running. The
- * on_close callbacks still run. ow_net_free() afterwards, once the loop has no more lws handles. */
+ * on_close callbacks still run. */
 void ow_net_destroy(ow_net *n);
+/* After uv_run has returned: frees the context and *n. Run the loop once more afterwards (lws
+ * closes its last handles), then close it. */
 void ow_net_free(ow_net *n);
 
 /* Queues one WebSocket binary message (the bytes are copied). Returns OW_E_FULL when the

@@ -38,6 +38,8 @@ struct client {
   ow_view *view;
   ow_map prio; /* sender session -> (u32 float priority bits << 32) | last pose seq sent */
   ow_buf held; /* messages that arrived while a login or registration was being hashed */
+  double reliable_bps; /* recent rate of snapshot bytes, which the pose budget leaves room for */
+  uint64_t reliable_bytes, reliable_ns;
   bool bye_sent;
 };
 
@@ -760,7 +762,22 @@ static ow_cell avatar_cell(ow_server *s, client *c) {
 
 static void emit_snapshot(void *ud, const uint8_t *p, size_t n) {
   client *c = ud;
-  if (send_raw(c, p, n)) c->srv->stats.snapshots_out++;
+  if (send_raw(c, p, n)) {
+    c->srv->stats.snapshots_out++;
+    c->reliable_bytes += n;
+  }
+}
+
+/* Bytes per second of reliable traffic (snapshots) to this client, smoothed over about a second. */
+static double reliable_rate(client *c, uint64_t now) {
+  double dt = (double)(now - c->reliable_ns) / 1e9;
+  if (dt >= 0.25) {
+    double inst = (double)c->reliable_bytes / dt;
+    c->reliable_bps = c->reliable_ns ? 0.7 * c->reliable_bps + 0.3 * inst : inst;
+    c->reliable_bytes = 0;
+    c->reliable_ns = now;
+  }
+  return c->reliable_bps;
 }
 
 static void publish_cb(uv_timer_t *t) {
@@ -792,7 +809,7 @@ static void poses_cb(uv_timer_t *t) {
   ow_server *s = t->data;
   uint64_t t0 = ow_now_ns();
   ow_world *w = ow_zone_world(s->zone);
-  size_t budget = (size_t)(s->cfg.down_kbps * 1000.0 / 8.0 / s->cfg.pose_hz);
+  double total = s->cfg.down_kbps * 1000.0 / 8.0; /* bytes per second per client */
   OW_VEC(cand) cands = {0};
   for (size_t i = 0; i < s->clients.len; i++) {
     client *rc = s->clients.v[i];
@@ -825,6 +842,10 @@ static void poses_cb(uv_timer_t *t) {
     }
     if (!cands.len) continue;
     qsort(cands.v, cands.len, sizeof *cands.v, cmp_cand);
+    /* Reliable traffic comes first; poses get what is left of the client's budget, and never less
+     * than one pose per publish so that the nearest avatar keeps moving. */
+    double left = total - reliable_rate(rc, t0);
+    size_t budget = left > 0 ? (size_t)(left / s->cfg.pose_hz) : 0;
     ow_buf *b = &s->out;
     b->len = 0;
     size_t at = ow_proto_begin(b, OW_MSG_POSES);

@@ -24,7 +24,7 @@ typedef struct ow_server_config {
   double action_rate;       /* actions per second per session (token bucket refill) */
   double action_burst;      /* token bucket size */
   double pose_rate;         /* poses per second accepted per session */
-  double down_kbps;         /* per-client budget for pose updates */
+  double down_kbps;         /* per-client downstream budget: snapshots first, poses fill the rest */
   double idle_s;            /* close connections silent for this long */
   double shutdown_notice_s; /* "restarting in N s" before closing on SIGTERM */
 } ow_server_config;

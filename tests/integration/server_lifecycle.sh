@@ -38,6 +38,10 @@ status="$(timeout 5 cat <&3 || true)"
 exec 3>&-
 echo "$status" | grep -q '"entities":41' || fail "GET /status: $status"
 sleep 0.3
+# A second server on the same port refuses to start, with a clear message.
+rc=0; "$bin" --data_dir "$dir/data2" --bind 127.0.0.1 --port "$port" 2>"$dir/log2" || rc=$?
+[ "$rc" -eq 1 ] && grep -q "cannot listen on 127.0.0.1:$port: Address already in use" "$dir/log2" \
+  || { cat "$dir/log2"; fail "port in use: rc=$rc"; }
 stop TERM
 start --tick_hz=30
 grep -q "event=recovered .*seeded=0 entities=41 .*bytes_per_entity=" "$dir/log" || fail "restart did not recover 41 entities"
