@@ -149,9 +149,9 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
   case LWS_CALLBACK_SERVER_WRITEABLE: {
     ow_conn *c = p->conn;
     if (!c) return -1;
-    /* Closing happens in a writable callback of its own, once everything queued is written, so
-     * that lws can send the Close frame (a close in the same callback as a write comes out as an
-     * abnormal closure, 1006, on the client). */
+    /* Closing happens in a writable callback of its own, once everything queued is written.
+     * lws 4.1 on libuv drops the TCP connection here without a Close frame although a reason is
+     * set (clients see 1006); the protocol's SERVER_BYE, written before, is the real reason. */
     if (c->close_now || (c->closing && !c->head)) {
       lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
       return -1;
