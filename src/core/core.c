@@ -173,34 +173,52 @@ void ow_buf_put(ow_buf *b, const void *p, size_t n) {
   memcpy(b->data + b->len, p, n);
   b->len += n;
 }
-static void put_le(ow_buf *b, uint64_t v, int n) {
-  ow_buf_reserve(b, (size_t)n);
-  for (int i = 0; i < n; i++) b->data[b->len++] = (uint8_t)(v >> (8 * i));
+/* Reserves n bytes and returns where they go. Writing through this local pointer, rather than
+ * through b->data[b->len++], lets the compiler merge the byte stores of one field into a single
+ * store (b->data may alias b->len, so it must reload both after every byte otherwise). */
+static inline uint8_t *room(ow_buf *b, size_t n) {
+  ow_buf_reserve(b, n);
+  uint8_t *p = b->data + b->len;
+  b->len += n;
+  return p;
 }
-void ow_buf_u8(ow_buf *b, uint8_t v) { put_le(b, v, 1); }
-void ow_buf_u16(ow_buf *b, uint16_t v) { put_le(b, v, 2); }
-void ow_buf_u32(ow_buf *b, uint32_t v) { put_le(b, v, 4); }
-void ow_buf_u64(ow_buf *b, uint64_t v) { put_le(b, v, 8); }
-void ow_buf_i32(ow_buf *b, int32_t v) { put_le(b, (uint32_t)v, 4); }
+static inline void le16(uint8_t *p, uint16_t v) {
+  p[0] = (uint8_t)v;
+  p[1] = (uint8_t)(v >> 8);
+}
+static inline void le32(uint8_t *p, uint32_t v) {
+  p[0] = (uint8_t)v;
+  p[1] = (uint8_t)(v >> 8);
+  p[2] = (uint8_t)(v >> 16);
+  p[3] = (uint8_t)(v >> 24);
+}
+static inline void le64(uint8_t *p, uint64_t v) {
+  le32(p, (uint32_t)v);
+  le32(p + 4, (uint32_t)(v >> 32));
+}
+void ow_buf_u8(ow_buf *b, uint8_t v) { *room(b, 1) = v; }
+void ow_buf_u16(ow_buf *b, uint16_t v) { le16(room(b, 2), v); }
+void ow_buf_u32(ow_buf *b, uint32_t v) { le32(room(b, 4), v); }
+void ow_buf_u64(ow_buf *b, uint64_t v) { le64(room(b, 8), v); }
+void ow_buf_i32(ow_buf *b, int32_t v) { le32(room(b, 4), (uint32_t)v); }
 void ow_buf_f32(ow_buf *b, float v) {
   uint32_t u;
   memcpy(&u, &v, 4);
-  put_le(b, u, 4);
+  le32(room(b, 4), u);
 }
 void ow_buf_f64(ow_buf *b, double v) {
   uint64_t u;
   memcpy(&u, &v, 8);
-  put_le(b, u, 8);
+  le64(room(b, 8), u);
 }
 void ow_buf_be32(ow_buf *b, uint32_t v) {
-  ow_buf_reserve(b, 4);
-  for (int i = 3; i >= 0; i--) b->data[b->len++] = (uint8_t)(v >> (8 * i));
+  uint8_t *p = room(b, 4);
+  p[0] = (uint8_t)(v >> 24);
+  p[1] = (uint8_t)(v >> 16);
+  p[2] = (uint8_t)(v >> 8);
+  p[3] = (uint8_t)v;
 }
-void ow_buf_be64(ow_buf *b, uint64_t v) {
-  ow_buf_reserve(b, 8);
-  ow_be64_write(b->data + b->len, v);
-  b->len += 8;
-}
+void ow_buf_be64(ow_buf *b, uint64_t v) { ow_be64_write(room(b, 8), v); }
 void ow_buf_str16(ow_buf *b, const char *s, size_t n) {
   OW_ASSERT(n <= 0xffff);
   ow_buf_u16(b, (uint16_t)n);

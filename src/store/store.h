@@ -71,6 +71,7 @@ enum {
   OW_KEY_REGION = 'R',  /* 'R' be32(x^2^31) be32(z^2^31) 'E' be64(id) -> entity record */
   OW_KEY_FRAME = 'F',   /* 'F' be64(frame)                   -> frame record */
   OW_KEY_SESSION = 'S', /* 'S' be64(session)                 -> session record */
+  OW_KEY_RESULT = 'Q',  /* 'Q' be64(session) be64(seq)       -> remembered action result */
   OW_KEY_PLAYER = 'P',  /* 'P' be64(account)                 -> player record */
   OW_KEY_ACCOUNT = 'A', /* 'A' be64(account)                 -> account record */
   OW_KEY_NAME = 'N',    /* 'N' name bytes                    -> be64(account) */

@@ -99,20 +99,19 @@ static void put_meta_u64(ow_zone_commit *c, const char *name, uint64_t v) {
   ow_buf_deinit(&k);
 }
 
-static void encode_session(const ow_zone *z, const session *s, ow_buf *out) {
+/* The session record holds only who it is and how far it got; each remembered result is a key of
+ * its own ('Q'), written with its action and deleted when it leaves the replay window, so that a
+ * frame writes a few bytes per action instead of every active session's whole window. */
+static void encode_session(const session *s, ow_buf *out) {
   ow_buf_u64(out, s->account);
   ow_buf_u64(out, s->avatar);
   ow_buf_u64(out, s->last_seq);
-  ow_buf_u16(out, (uint16_t)s->n);
-  uint32_t w = z->cfg.replay_window;
-  for (uint32_t i = 0; i < s->n; i++) {
-    const ring_ent *e = &s->ring[(s->head + w - s->n + i) % w];
-    ow_buf_u64(out, e->seq);
-    ow_buf_u64(out, e->frame);
-    ow_buf_i32(out, e->res.code);
-    ow_buf_u64(out, e->res.entity);
-    ow_buf_u32(out, e->res.count);
-  }
+}
+
+static void result_key(uint8_t k[17], uint64_t sid, uint64_t seq) {
+  k[0] = OW_KEY_RESULT;
+  ow_be64_write(k + 1, sid);
+  ow_be64_write(k + 9, seq);
 }
 
 static session *session_new(ow_zone *z, uint64_t id) {
@@ -129,20 +128,30 @@ static int decode_session(ow_zone *z, uint64_t id, const uint8_t *v, size_t vl) 
   s->account = ow_rd_u64(&r);
   s->avatar = ow_rd_u64(&r);
   s->last_seq = ow_rd_u64(&r);
-  uint32_t n = ow_rd_u16(&r);
-  for (uint32_t i = 0; i < n && !r.err; i++) {
-    ring_ent e;
-    e.seq = ow_rd_u64(&r);
-    e.frame = ow_rd_u64(&r);
-    e.res.code = ow_rd_i32(&r);
-    e.res.entity = ow_rd_u64(&r);
-    e.res.count = ow_rd_u32(&r);
-    /* A smaller window than when written keeps the newest entries. */
-    s->ring[s->head] = e;
-    s->head = (s->head + 1) % z->cfg.replay_window;
-    if (s->n < z->cfg.replay_window) s->n++;
-  }
   return r.err || r.left ? OW_E_CORRUPT : 0;
+}
+
+/* Results come back in key order (session, then seq ascending), so the ring fills oldest first;
+ * when the window is smaller than when they were written, the newest stay. */
+static int decode_result(ow_zone *z, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl) {
+  if (kl != 17) return OW_E_CORRUPT;
+  ow_reader r;
+  ow_reader_init(&r, v, vl);
+  ring_ent e;
+  e.seq = ow_be64_read(k + 9);
+  e.frame = ow_rd_u64(&r);
+  e.res.code = ow_rd_i32(&r);
+  e.res.entity = ow_rd_u64(&r);
+  e.res.count = ow_rd_u32(&r);
+  if (r.err || r.left) return OW_E_CORRUPT;
+  uint64_t *sv = ow_map_get(&z->sessions, ow_be64_read(k + 1));
+  if (!sv) return 0; /* a session record that a later frame replaced: nothing to remember */
+  session *s = (session *)(uintptr_t)*sv;
+  uint32_t w = z->cfg.replay_window;
+  s->ring[s->head] = e;
+  s->head = (s->head + 1) % w;
+  if (s->n < w) s->n++;
+  return 0;
 }
 
 static void mark_session(ow_zone *z, session *s) {
@@ -161,7 +170,15 @@ static void commit_init(ow_zone_commit *c, ow_store *store) {
   ow_buf_init(&c->scratch);
 }
 
+/* Empties a commit for reuse. A frame that grew far beyond the usual (a writer stall, a checkpoint
+ * of a million entities) gives its memory back instead of holding it forever. */
 static void commit_reset(ow_zone_commit *c) {
+  if (c->batch.ops.cap > (4u << 20) && c->batch.ops.cap > 4 * c->batch.ops.len) {
+    ow_buf_deinit(&c->batch.ops);
+    ow_buf_init(&c->batch.ops);
+  }
+  if (c->actions.cap > 65536 && c->actions.cap > 4 * c->actions.len) OW_VEC_FREE(c->actions);
+  if (c->changed.cap > 65536 && c->changed.cap > 4 * c->changed.len) OW_VEC_FREE(c->changed);
   ow_batch_reset(&c->batch);
   c->actions.len = 0;
   c->changed.len = 0;
@@ -242,11 +259,28 @@ int ow_zone_commit_begin(ow_zone *z, bool checkpoint, ow_zone_commit **out) {
     session *s = z->dirty_sessions.v[i];
     ow_key_id(k, OW_KEY_SESSION, s->id);
     ow_batch_put_begin(&c->batch, k, sizeof k);
-    encode_session(z, s, &c->batch.ops);
+    encode_session(s, &c->batch.ops);
     ow_batch_put_end(&c->batch);
     s->dirty = false;
   }
   z->dirty_sessions.len = 0;
+  /* Each action's result, in action order; a result pushed out of the window is deleted after the
+   * put that pushed it, so a window smaller than one frame's actions still ends up right. */
+  for (size_t i = 0; i < c->actions.len; i++) {
+    const ow_applied *a = &c->actions.v[i];
+    uint8_t rk[17];
+    result_key(rk, a->session, a->seq);
+    ow_batch_put_begin(&c->batch, rk, sizeof rk);
+    ow_buf_u64(&c->batch.ops, c->frame);
+    ow_buf_i32(&c->batch.ops, a->result.code);
+    ow_buf_u64(&c->batch.ops, a->result.entity);
+    ow_buf_u32(&c->batch.ops, a->result.count);
+    ow_batch_put_end(&c->batch);
+    if (a->evicted) {
+      result_key(rk, a->session, a->evicted);
+      ow_batch_del(&c->batch, rk, sizeof rk);
+    }
+  }
   for (size_t i = 0; i < z->dirty_players.len; i++) {
     ow_key_id(k, OW_KEY_PLAYER, z->dirty_players.v[i]);
     ow_batch_put_begin(&c->batch, k, sizeof k);
@@ -413,12 +447,13 @@ int ow_zone_act(ow_zone *z, uint64_t sid, uint64_t seq, const ow_action *a, ow_r
   }
   ow_world_apply(z->world, s->account, s->avatar, a, res);
   ow_zone_commit *c = z->gather;
+  uint64_t evicted = s->n == w ? s->ring[s->head].seq : 0;
   s->ring[s->head] = (ring_ent){.seq = seq, .frame = c->frame, .res = *res};
   s->head = (s->head + 1) % w;
   if (s->n < w) s->n++;
   s->last_seq = seq;
   mark_session(z, s);
-  ow_applied ap = {.session = sid, .seq = seq, .action = *a, .result = *res};
+  ow_applied ap = {.session = sid, .seq = seq, .action = *a, .result = *res, .evicted = evicted};
   OW_VEC_PUSH(c->actions, ap);
   *frame = c->frame;
   return 0;
@@ -464,6 +499,10 @@ static int scan_session(void *ud, const uint8_t *k, size_t kl, const uint8_t *v,
   return decode_session(ud, ow_be64_read(k + 1), v, vl);
 }
 
+static int scan_result(void *ud, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl) {
+  return decode_result(ud, k, kl, v, vl);
+}
+
 static int scan_player(void *ud, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl) {
   ow_zone *z = ud;
   ow_reader r;
@@ -495,6 +534,8 @@ static int recover(ow_zone *z) {
   if ((rc = ow_world_link(z->world))) return rc;
   p = OW_KEY_SESSION;
   if ((rc = ow_store_scan(z->store, &p, 1, scan_session, z))) return rc;
+  p = OW_KEY_RESULT;
+  if ((rc = ow_store_scan(z->store, &p, 1, scan_result, z))) return rc;
   p = OW_KEY_PLAYER;
   if ((rc = ow_store_scan(z->store, &p, 1, scan_player, z))) return rc;
   if (next > ow_world_next_id(z->world)) ow_world_set_next_id(z->world, next);
