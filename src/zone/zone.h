@@ -25,7 +25,8 @@ typedef struct ow_applied {
   uint64_t session, seq;
   ow_action action;
   ow_result result;
-  uint64_t evicted; /* seq whose remembered result this action pushed out of the window, or 0 */
+  uint64_t evicted;       /* seq whose remembered result this action pushed out of the window, or 0 */
+  uint64_t evicted_frame; /* the frame of that result */
 } ow_applied;
 
 /* What a durable (or failed) commit reports. Pointers are valid during the callback only. */
