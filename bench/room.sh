@@ -3,7 +3,9 @@
 # library) over loopback WebSocket, in three scenes:
 #   room    100 VR players in one instance: pose 60 Hz, one action every 2 s each
 #   spread  1,000 players spread over regions, none in another's area of interest
-#   idle    10,000 idle sessions (logged in and joined, sending nothing): memory per session
+#   idle    10,000 idle sessions (connected and logged in, outside the world, sending nothing):
+#           memory per session. Joined players cost more (a view, a pose); the room scene
+#           covers them, and an instance holds max_players of them (100 by default)
 # It prints key=value figures per scene, prefixed with the scene name. Not a timed test: the
 # --quick mode (ctest bench_room_quick) runs small versions so that the script cannot rot.
 #
@@ -41,7 +43,7 @@ trap cleanup EXIT
 start_server() {
   rm -rf "$tmp/data"
   "$server" --data_dir "$tmp/data" --bind 127.0.0.1 --port 0 --shutdown_notice_s 0 \
-    --log_level warn "$@" 2>"$tmp/server.log" &
+    "$@" 2>"$tmp/server.log" &
   pid=$!
   for _ in $(seq 1 200); do
     port="$(grep -o 'url=ws://127.0.0.1:[0-9]*' "$tmp/server.log" | grep -o '[0-9]*$' || true)"
@@ -97,6 +99,7 @@ fast=(--pwhash_ops 1 --pwhash_mem_kb 64)
 
 if [ "$quick" = 1 ]; then room_players=20; spread_players=50; idle_players=200
 else room_players=100; spread_players=1000; idle_players=10000; fi
+[ -n "${OW_ROOM_IDLE:-}" ] && idle_players="$OW_ROOM_IDLE"
 
 echo "machine_cores=$(nproc)"
 echo "duration_s=$duration"
@@ -115,24 +118,35 @@ stop_server
 start_server "${fast[@]}" --max_players 100000 --idle_s 3600
 sleep 0.5
 before="$(rss_kb)"
+heap_before="$(status | field mem_bytes)"
 "$load" --port "$port" --register --quiet --players "$idle_players" --pose-hz 0 \
-  --action-interval-ms 0 --duration-s 5 >"$tmp/idle.txt" &
+  --action-interval-ms 0 --duration-s 5 --no-join >"$tmp/idle.txt" 2>"$tmp/idle.err" &
 loadpid=$!
 peak=0
+heap_peak=0
 joined=0
 while kill -0 "$loadpid" 2>/dev/null; do
-  joined="$(status | field players)"
+  st="$(status)"
+  joined="$(echo "$st" | field connections)"
   r="$(rss_kb)"
-  if [ "${joined:-0}" -ge "$idle_players" ] && [ "$r" -gt "$peak" ]; then peak="$r"; fi
+  if [ "${joined:-0}" -ge "$idle_players" ] && [ "$r" -gt "$peak" ]; then
+    peak="$r"
+    heap_peak="$(echo "$st" | field mem_bytes)"
+  fi
   sleep 0.5
 done
 wait "$loadpid"
-sed "s/^/idle_/" "$tmp/idle.txt"
+sed "s/^/idle_/" "$tmp/idle.txt"; tail -3 "$tmp/idle.err" >&2
 echo "idle_sessions=$idle_players"
 echo "idle_server_rss_before_kb=$before"
 echo "idle_server_rss_joined_kb=$peak"
-awk -v a="$peak" -v b="$before" -v n="$idle_players" 'BEGIN {
-  if (a > 0) printf "idle_bytes_per_session=%.0f\n", (a - b) * 1024 / n; else print "idle_bytes_per_session=n/a" }'
+# RSS growth includes what libwebsockets and glibc keep (per-thread arenas of the argon2 logins);
+# the heap figure counts only otherworld's own allocations (ow_mem_used).
+awk -v a="$peak" -v b="$before" -v ha="$heap_peak" -v hb="$heap_before" -v n="$idle_players" 'BEGIN {
+  if (a > 0) {
+    printf "idle_rss_bytes_per_session=%.0f\n", (a - b) * 1024 / n
+    printf "idle_heap_bytes_per_session=%.0f\n", (ha - hb) / n
+  } else print "idle_rss_bytes_per_session=n/a" }'
 stop_server
 
 echo "goal_room_tick_p99_ms=2 goal_room_applied_p99_ms=1 goal_room_durable_p99_ms=5 goal_room_down_kbps_per_client=256"

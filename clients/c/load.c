@@ -30,7 +30,7 @@
 
 /* P_WAIT: disconnected, reconnecting at retry_ns (--reconnect); P_RESUME: reconnected, RESUME
  * sent after WELCOME. */
-enum phase { P_CONNECTING, P_REGISTER, P_LOGIN, P_JOIN, P_WORLD, P_WAIT, P_RESUME, P_GONE };
+enum phase { P_CONNECTING, P_REGISTER, P_LOGIN, P_JOIN, P_WORLD, P_WAIT, P_RESUME, P_GONE, P_LOBBY };
 
 typedef struct player {
   int idx;
@@ -74,8 +74,8 @@ typedef struct samples {
 static struct {
   const char *host, *prefix;
   int port, players, pose_hz, action_ms, duration_s, server_pid;
-  bool do_register, spread, quiet, reconnect;
-} opt = {"127.0.0.1", "load", 7480, 10, 60, 2000, 10, 0, false, false, false, false};
+  bool do_register, spread, quiet, reconnect, no_join;
+} opt = {"127.0.0.1", "load", 7480, 10, 60, 2000, 10, 0, false, false, false, false, false};
 
 static struct {
   bool measuring;
@@ -351,6 +351,11 @@ static void cb_session(ow_client *c, void *ud, uint32_t req, const ow_client_ses
   p->has_session = true;
   memcpy(p->token, s->token, OW_TOKEN_LEN);
   if (s->resumed) g.resumed++;
+  if (opt.no_join) { /* an idle, logged-in session: counted as ready, sends nothing more */
+    p->phase = P_LOBBY;
+    g.joined++;
+    return;
+  }
   int rc = ow_client_join(c);
   if (rc < 0) {
     g.errors++;
@@ -517,7 +522,7 @@ static void cb_bye(ow_client *c, void *ud, uint16_t reason, const char *text) {
 static void cb_close(ow_client *c, void *ud) {
   (void)c;
   player *p = ud;
-  if (p->phase == P_WORLD) g.joined--;
+  if (p->phase == P_WORLD || p->phase == P_LOBBY) g.joined--;
   if (p->phase != P_GONE && p->phase != P_WAIT && p->phase != P_RESUME) {
     g.disconnects++;
     if (!opt.quiet) fprintf(stderr, "player=%d disconnected phase=%d\n", p->idx, p->phase);
@@ -557,12 +562,13 @@ static void usage(void) {
   fprintf(stderr,
           "usage: otherworld-load [--host H (127.0.0.1)] [--port PORT (7480)] [--players N] [--pose-hz HZ]\n"
           "         [--action-interval-ms MS] [--duration-s S] [--register] [--spread]\n"
-          "         [--prefix NAME] [--server-pid PID] [--reconnect] [--quiet]\n"
+          "         [--prefix NAME] [--server-pid PID] [--reconnect] [--no-join] [--quiet]\n"
           "Simulates N VR players (accounts PREFIX0..PREFIX<N-1>, password PREFIX-password-I) and\n"
           "prints key=value figures. --register creates the accounts (taken names are fine);\n"
           "--spread moves the players onto a grid of regions far enough apart that none is in\n"
-          "another's area of interest. --reconnect reconnects lost players and RESUMEs their\n"
-          "session (unconfirmed actions are re-sent by the client library).\n");
+          "another's area of interest. --no-join logs in and stays idle outside the world (a\n"
+          "lobby session). --reconnect reconnects lost players and RESUMEs their session\n"
+          "(unconfirmed actions are re-sent by the client library).\n");
 }
 
 static void stats_sum(player *ps, uint64_t *up, uint64_t *down) {
@@ -584,7 +590,7 @@ int main(int argc, char **argv) {
       {"duration-s", required_argument, 0, 'd'},   {"register", no_argument, 0, 'r'},
       {"spread", no_argument, 0, 's'},             {"quiet", no_argument, 0, 'q'},
       {"server-pid", required_argument, 0, 'P'},   {"prefix", required_argument, 0, 'x'},
-      {"reconnect", no_argument, 0, 'R'},
+      {"reconnect", no_argument, 0, 'R'},           {"no-join", no_argument, 0, 'J'},
       {"help", no_argument, 0, '?'},               {0, 0, 0, 0}};
   int ch;
   while ((ch = getopt_long(argc, argv, "", longs, NULL)) != -1) {
@@ -598,6 +604,7 @@ int main(int argc, char **argv) {
     case 'r': opt.do_register = true; break;
     case 's': opt.spread = true; break;
     case 'q': opt.quiet = true; break;
+    case 'J': opt.no_join = true; break;
     case 'P': opt.server_pid = atoi(optarg); break;
     case 'x': opt.prefix = optarg; break;
     case 'R': opt.reconnect = true; break;

@@ -199,7 +199,21 @@ void ow_view_destroy(ow_view *v) {
 
 void ow_view_ack(ow_view *v, uint32_t id) {
   snap *s = &v->ring[id % RING];
-  if (id && s->id == id && id > v->acked) v->acked = id;
+  if (!id || s->id != id || id <= v->acked) return;
+  v->acked = id;
+  /* Bases only move forward: snapshots older than the acknowledged one are never needed again, so
+   * an idle client that acknowledges keeps one or two sets of ids, not the whole ring. */
+  for (int i = 0; i < RING; i++) {
+    snap *o = &v->ring[i];
+    if (o->id && o->id < id) {
+      ow_free(o->ids);
+      ow_free(o->vers);
+      o->ids = NULL;
+      o->vers = NULL;
+      o->id = 0;
+      o->n = 0;
+    }
+  }
 }
 
 void ow_view_reset(ow_view *v) {
