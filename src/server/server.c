@@ -805,13 +805,32 @@ static int cmp_cand(const void *a, const void *b) {
  * its bandwidth budget allows; a priority accumulator makes sure far avatars are updated too, less
  * often. A client whose send queue is backing up gets none this round: stale poses are never
  * queued. */
+static uint64_t cell_pack(ow_cell c) { return ((uint64_t)(uint32_t)c.x << 32) | (uint32_t)c.z; }
+
 static void poses_cb(uv_timer_t *t) {
   ow_server *s = t->data;
   uint64_t t0 = ow_now_ns();
   ow_world *w = ow_zone_world(s->zone);
   double total = s->cfg.down_kbps * 1000.0 / 8.0; /* bytes per second per client */
+  /* Joined players with a pose, bucketed by region cell once per publish, so that each receiver
+   * looks only at the cells around it instead of at every player in the zone. */
+  OW_VEC(client *) posers = {0};
+  ow_map first;      /* cell -> index + 1 of the first poser in it */
+  ow_map_init(&first);
+  OW_VEC(uint32_t) next = {0};
+  for (size_t k = 0; k < s->clients.len; k++) {
+    client *sc = s->clients.v[k];
+    if (sc->state != S_JOINED || !sc->pose_seq) continue;
+    const ow_entity *e = ow_world_get(w, sc->avatar);
+    if (!e) continue;
+    uint64_t key = cell_pack(ow_world_region_cell(w, e->region));
+    uint64_t *head = ow_map_get(&first, key);
+    OW_VEC_PUSH(next, head ? (uint32_t)*head : 0);
+    OW_VEC_PUSH(posers, sc);
+    ow_map_set(&first, key, posers.len);
+  }
   OW_VEC(cand) cands = {0};
-  for (size_t i = 0; i < s->clients.len; i++) {
+  for (size_t i = 0; i < s->clients.len && posers.len; i++) {
     client *rc = s->clients.v[i];
     if (rc->state != S_JOINED || !rc->conn || ow_conn_closing(rc->conn)) continue;
     if (ow_conn_queued(rc->conn) > 64 * 1024) continue;
@@ -819,27 +838,29 @@ static void poses_cb(uv_timer_t *t) {
     if (!me) continue;
     ow_cell mc = ow_world_region_cell(w, me->region);
     cands.len = 0;
-    for (size_t k = 0; k < s->clients.len; k++) {
-      client *sc = s->clients.v[k];
-      if (sc == rc || sc->state != S_JOINED || !sc->pose_seq) continue;
-      const ow_entity *other = ow_world_get(w, sc->avatar);
-      if (!other) continue;
-      ow_cell oc = ow_world_region_cell(w, other->region);
-      if (abs(oc.x - mc.x) > s->radius_cells || abs(oc.z - mc.z) > s->radius_cells) continue;
-      uint64_t *pv = ow_map_get(&rc->prio, sc->session);
-      uint64_t packed = pv ? *pv : 0;
-      uint32_t sent_seq = (uint32_t)packed;
-      if (sent_seq == sc->pose_seq) continue; /* nothing new from this one */
-      float prio;
-      uint32_t bits = (uint32_t)(packed >> 32);
-      memcpy(&prio, &bits, 4);
-      float dx = other->xf.pos[0] - me->xf.pos[0], dz = other->xf.pos[2] - me->xf.pos[2];
-      prio += 1.0f / (1.0f + sqrtf(dx * dx + dz * dz) / 4.0f);
-      memcpy(&bits, &prio, 4);
-      ow_map_set(&rc->prio, sc->session, ((uint64_t)bits << 32) | sent_seq);
-      cand cd = {sc, prio};
-      OW_VEC_PUSH(cands, cd);
-    }
+    for (int dx = -s->radius_cells; dx <= s->radius_cells; dx++)
+      for (int dz = -s->radius_cells; dz <= s->radius_cells; dz++) {
+        ow_cell cc = {mc.x + dx, mc.z + dz};
+        uint64_t *head = ow_map_get(&first, cell_pack(cc));
+        for (uint32_t j = head ? (uint32_t)*head : 0; j; j = next.v[j - 1]) {
+          client *sc = posers.v[j - 1];
+          if (sc == rc) continue;
+          const ow_entity *other = ow_world_get(w, sc->avatar);
+          uint64_t *pv = ow_map_get(&rc->prio, sc->session);
+          uint64_t packed = pv ? *pv : 0;
+          uint32_t sent_seq = (uint32_t)packed;
+          if (sent_seq == sc->pose_seq) continue; /* nothing new from this one */
+          float prio;
+          uint32_t bits = (uint32_t)(packed >> 32);
+          memcpy(&prio, &bits, 4);
+          float ddx = other->xf.pos[0] - me->xf.pos[0], ddz = other->xf.pos[2] - me->xf.pos[2];
+          prio += 1.0f / (1.0f + sqrtf(ddx * ddx + ddz * ddz) / 4.0f);
+          memcpy(&bits, &prio, 4);
+          ow_map_set(&rc->prio, sc->session, ((uint64_t)bits << 32) | sent_seq);
+          cand cd = {sc, prio};
+          OW_VEC_PUSH(cands, cd);
+        }
+      }
     if (!cands.len) continue;
     qsort(cands.v, cands.len, sizeof *cands.v, cmp_cand);
     /* Reliable traffic comes first; poses get what is left of the client's budget, and never less
@@ -872,6 +893,9 @@ static void poses_cb(uv_timer_t *t) {
     }
   }
   OW_VEC_FREE(cands);
+  OW_VEC_FREE(posers);
+  OW_VEC_FREE(next);
+  ow_map_deinit(&first);
   ow_samples_add(&s->stats.poses_ns, ow_now_ns() - t0);
 }
 
