@@ -140,7 +140,8 @@ int main(int argc, char **argv) {
       .name = cfg.server_name, .tick_hz = cfg.tick_hz, .pose_hz = cfg.pose_hz,
       .interest_radius = (float)cfg.interest_radius, .max_players = (uint32_t)cfg.max_players,
       .action_rate = cfg.action_rate, .action_burst = cfg.action_burst, .pose_rate = cfg.pose_rate,
-      .down_kbps = cfg.down_kbps, .idle_s = cfg.idle_s, .shutdown_notice_s = cfg.shutdown_notice_s};
+      .down_kbps = cfg.down_kbps, .idle_s = cfg.idle_s, .shutdown_notice_s = cfg.shutdown_notice_s,
+      .eager_commit = cfg.eager_commit != 0};
   rc = ow_server_create(&a.server, a.loop, a.zone, a.zl, auth, &sc);
   if (rc) {
     fprintf(stderr, "otherworld: cannot listen on %s:%g: %s\n", cfg.bind, cfg.port, ow_strerror(rc));

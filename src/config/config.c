@@ -64,6 +64,8 @@ static const setting table[] = {
     N(max_sessions, "4", 1, 1000, "live session tokens per account; older ones are revoked"),
     N(pwhash_ops, "2", 1, 20, "argon2id passes"),
     N(pwhash_mem_kb, "19456", 64, 4194304, "argon2id memory, KiB"),
+    N(eager_commit, "1", 0, 1, "1: an action starts a commit at once when none is in flight (lower "
+      "durable latency, still one commit at a time); 0: commit only at ticks"),
 };
 #define NSETTINGS (sizeof table / sizeof table[0])
 

@@ -41,6 +41,7 @@ typedef struct ow_config {
   double max_sessions;
   double pwhash_ops;
   double pwhash_mem_kb;
+  double eager_commit;
 } ow_config;
 
 /* Fills defaults. */

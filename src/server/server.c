@@ -468,6 +468,10 @@ static void on_action(client *c, const ow_msg *m) {
     return;
   }
   s->stats.actions++;
+  /* Players wait for durable confirmations (and other players for the result): rather than wait
+   * for the next tick, ask for the commit now. While one is in flight, actions keep gathering
+   * into the next frame, so under load this is still group commit. */
+  if (s->cfg.eager_commit && !replayed) ow_zone_loop_flush(s->zl);
   ow_msg a = {.type = OW_MSG_APPLIED, .req = m->req};
   a.u.applied.seq = m->u.action.seq;
   a.u.applied.result = r;

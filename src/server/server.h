@@ -27,6 +27,7 @@ typedef struct ow_server_config {
   double down_kbps;         /* per-client downstream budget: snapshots first, poses fill the rest */
   double idle_s;            /* close connections silent for this long */
   double shutdown_notice_s; /* "restarting in N s" before closing on SIGTERM */
+  bool eager_commit;        /* an action starts a commit at once when none is in flight */
 } ow_server_config;
 
 typedef struct ow_server_stats {
