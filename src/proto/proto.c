@@ -259,17 +259,6 @@ uint64_t ow_proto_durable_seq(const ow_msg *m, uint16_t i) {
 
 /* ---- fixed messages -------------------------------------------------------------------------- */
 
-static void put_action(ow_buf *b, const ow_action *a) {
-  ow_buf_u8(b, a->type);
-  ow_buf_u16(b, a->kind);
-  ow_buf_u64(b, a->target);
-  ow_buf_u64(b, a->dest);
-  ow_buf_u32(b, a->count);
-  for (int i = 0; i < 3; i++) ow_buf_f32(b, a->xf.pos[i]);
-  for (int i = 0; i < 4; i++) ow_buf_f32(b, a->xf.rot[i]);
-  for (int i = 0; i < 3; i++) ow_buf_f32(b, a->xf.scale[i]);
-}
-
 void ow_proto_encode(ow_buf *out, const ow_msg *m) {
   size_t at = ow_proto_begin(out, m->type);
   switch (m->type) {
@@ -297,7 +286,7 @@ void ow_proto_encode(ow_buf *out, const ow_msg *m) {
   case OW_MSG_ACTION:
     ow_buf_u32(out, m->req);
     ow_buf_u64(out, m->u.action.seq);
-    put_action(out, &m->u.action.action);
+    ow_action_encode(&m->u.action.action, out);
     break;
   case OW_MSG_POSE: ow_proto_put_pose(out, &m->u.pose); break;
   case OW_MSG_ACK: ow_buf_u32(out, m->u.ack.snapshot); break;
@@ -413,20 +402,11 @@ int ow_proto_decode(const uint8_t *p, size_t n, size_t *used, ow_msg *m, char *e
   case OW_MSG_OK:
     m->req = ow_rd_u32(&r);
     break;
-  case OW_MSG_ACTION: {
+  case OW_MSG_ACTION:
     m->req = ow_rd_u32(&r);
     m->u.action.seq = ow_rd_u64(&r);
-    ow_action *a = &m->u.action.action;
-    a->type = ow_rd_u8(&r);
-    a->kind = ow_rd_u16(&r);
-    a->target = ow_rd_u64(&r);
-    a->dest = ow_rd_u64(&r);
-    a->count = ow_rd_u32(&r);
-    for (int i = 0; i < 3; i++) a->xf.pos[i] = ow_rd_f32(&r);
-    for (int i = 0; i < 4; i++) a->xf.rot[i] = ow_rd_f32(&r);
-    for (int i = 0; i < 3; i++) a->xf.scale[i] = ow_rd_f32(&r);
+    ow_action_decode(&r, &m->u.action.action);
     break;
-  }
   case OW_MSG_POSE: rc = ow_proto_read_pose(&r, &m->u.pose); break;
   case OW_MSG_ACK: m->u.ack.snapshot = ow_rd_u32(&r); break;
   case OW_MSG_CHAT:

@@ -62,6 +62,12 @@ typedef struct ow_action {
   ow_transform xf; /* move, build */
 } ow_action;
 
+/* The fixed 73-byte encoding of an action (little-endian), used by frame records and the wire
+ * protocol's ACTION: u8 type, u16 kind, u64 target, u64 dest, u32 count, f32 pos[3], rot[4],
+ * scale[3]. decode returns the reader's sticky error. */
+void ow_action_encode(const ow_action *a, ow_buf *out);
+int ow_action_decode(ow_reader *r, ow_action *a);
+
 typedef struct ow_result {
   int32_t code;   /* 0 or a negative OW_E_* reason; nothing changed when negative */
   ow_id entity;   /* created or receiving entity (build, harvest, craft, transfer), else target */

@@ -56,31 +56,6 @@ struct ow_zone {
   ow_zone_load_stats stats;
 };
 
-/* ---- action encoding ------------------------------------------------------------------------------ */
-
-void ow_action_encode(const ow_action *a, ow_buf *out) {
-  ow_buf_u8(out, a->type);
-  ow_buf_u16(out, a->kind);
-  ow_buf_u64(out, a->target);
-  ow_buf_u64(out, a->dest);
-  ow_buf_u32(out, a->count);
-  for (int i = 0; i < 3; i++) ow_buf_f32(out, a->xf.pos[i]);
-  for (int i = 0; i < 4; i++) ow_buf_f32(out, a->xf.rot[i]);
-  for (int i = 0; i < 3; i++) ow_buf_f32(out, a->xf.scale[i]);
-}
-
-int ow_action_decode(ow_reader *r, ow_action *a) {
-  a->type = ow_rd_u8(r);
-  a->kind = ow_rd_u16(r);
-  a->target = ow_rd_u64(r);
-  a->dest = ow_rd_u64(r);
-  a->count = ow_rd_u32(r);
-  for (int i = 0; i < 3; i++) a->xf.pos[i] = ow_rd_f32(r);
-  for (int i = 0; i < 4; i++) a->xf.rot[i] = ow_rd_f32(r);
-  for (int i = 0; i < 3; i++) a->xf.scale[i] = ow_rd_f32(r);
-  return r->err;
-}
-
 /* ---- records ------------------------------------------------------------------------------------ */
 
 static void meta_key(ow_buf *k, const char *name) {

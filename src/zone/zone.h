@@ -108,8 +108,5 @@ const ow_zone_load_stats *ow_zone_load_info(const ow_zone *z);
 typedef int (*ow_frame_visit_fn)(void *ud, uint64_t frame, const ow_applied *a);
 int ow_zone_frame_log_each(ow_store *store, ow_frame_visit_fn fn, void *ud);
 
-/* Encoding of an action for frame records (shared with the wire protocol later). */
-void ow_action_encode(const ow_action *a, ow_buf *out);
-int ow_action_decode(ow_reader *r, ow_action *a);
 
 #endif
