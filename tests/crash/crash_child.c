@@ -356,7 +356,7 @@ static void resume_player(child *c, player *p, const cr_recs *recs, intents *int
     fail(c, CR_ERR_AVATAR, p->session, 0, NULL, "session has another account or avatar");
   p->inv = cr_inventory_of(c->z, avatar);
   if (!p->inv) fail(c, CR_ERR_AVATAR, p->session, 0, NULL, "avatar has no inventory");
-  qsort(ints->v, ints->len, sizeof *ints->v, cmp_intent);
+  if (ints->len > 1) qsort(ints->v, ints->len, sizeof *ints->v, cmp_intent);
   uint64_t max_intent = ints->len ? ints->v[ints->len - 1].seq : 0;
   if (last_seq > max_intent)
     fail(c, CR_ERR_SEQ, p->session, last_seq, NULL, "store is ahead of intents");
