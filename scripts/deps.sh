@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Installs what otherworld needs to build and test, from Debian's packages, if it is missing.
-# Safe to run again: it does nothing when everything is there.
+# Installs what otherworld needs to build and run, from Debian's packages, if it is missing; with
+# --test also what the test suite needs (the Godot 3.2 headless binary). Safe to run again: it
+# does nothing when everything is there.
 set -euo pipefail
 
 PKGS=(build-essential cmake pkg-config clang
       liblmdb-dev lmdb-utils libuv1-dev libjansson-dev libcmocka-dev libsodium-dev libzstd-dev
       libwebsockets-dev)
+
+if [ "${1:-}" = "--test" ]; then PKGS+=(godot3-server); fi
 
 missing=()
 for p in "${PKGS[@]}"; do

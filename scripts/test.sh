@@ -3,7 +3,7 @@
 # AddressSanitizer + UndefinedBehaviorSanitizer build. Exits non-zero if anything fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/deps.sh
+bash scripts/deps.sh --test
 jobs="$(nproc)"
 
 echo "== build (RelWithDebInfo) =="
