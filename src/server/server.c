@@ -39,6 +39,7 @@ struct client {
   ow_map prio; /* sender session -> (u32 float priority bits << 32) | last pose seq sent */
   ow_buf held; /* messages that arrived while a login or registration was being hashed */
   double reliable_bps; /* recent rate of snapshot bytes, which the pose budget leaves room for */
+  uint64_t pose_warned_ns; /* last time the client was told its poses are over the rate */
   uint64_t reliable_bytes, reliable_ns;
   bool bye_sent;
 };
@@ -490,7 +491,15 @@ static void on_action(client *c, const ow_msg *m) {
 static void on_pose(client *c, const ow_msg *m) {
   ow_server *s = c->srv;
   if (c->state != S_JOINED) return;
-  if (!take_token(&c->pose_bucket, &c->pose_ns, s->cfg.pose_rate, s->cfg.pose_rate / 4 + 1)) return;
+  if (!take_token(&c->pose_bucket, &c->pose_ns, s->cfg.pose_rate, s->cfg.pose_rate / 4 + 1)) {
+    /* Poses are a stream: extra ones are dropped, and the client is told at most once a second. */
+    s->stats.rate_limited++;
+    if (c->pose_ns - c->pose_warned_ns > 1000000000ull) {
+      c->pose_warned_ns = c->pose_ns;
+      send_error(c, 0, OW_E_RATE, "poses above pose_rate are dropped");
+    }
+    return;
+  }
   s->stats.poses_in++;
   c->pose = m->u.pose;
   c->pose_seq++;
