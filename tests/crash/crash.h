@@ -88,6 +88,8 @@ void cr_side_open(cr_side *s, const char *path);
 /* Queues a record; cr_side_flush() writes everything queued with one write(). */
 void cr_side_add(cr_side *s, const cr_rec *r);
 void cr_side_flush(cr_side *s);
+/* Queues a CR_DURABLE record for every action of a durable frame (status 0), then flushes. */
+void cr_side_add_durable(cr_side *s, const ow_frame_info *f);
 void cr_side_close(cr_side *s);
 
 /* Reads the whole records from byte offset `from` to the end, appending them to *out. Returns the

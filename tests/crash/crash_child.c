@@ -91,16 +91,7 @@ static void on_durable(void *ud, const ow_frame_info *f) {
     }
   }
   c->logins.len = keep;
-  for (size_t i = 0; i < f->nactions; i++) {
-    const ow_applied *a = &f->actions[i];
-    cr_rec r = {.type = CR_DURABLE,
-                .session = a->session,
-                .seq = a->seq,
-                .frame = f->frame,
-                .res = a->result};
-    cr_side_add(&c->side, &r);
-  }
-  cr_side_flush(&c->side);
+  cr_side_add_durable(&c->side, f);
 }
 
 /* ---- the workload ---------------------------------------------------------------------------- */

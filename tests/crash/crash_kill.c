@@ -508,16 +508,7 @@ static void setup_on_durable(void *ud, const ow_frame_info *f) {
   state *st = ud;
   if (f->status)
     problem(st, "setup commit of frame %" PRIu64 " failed: %s", f->frame, ow_err_name(f->status));
-  for (size_t i = 0; i < f->nactions && !f->status; i++) {
-    const ow_applied *a = &f->actions[i];
-    cr_rec r = {.type = CR_DURABLE,
-                .session = a->session,
-                .seq = a->seq,
-                .frame = f->frame,
-                .res = a->result};
-    cr_side_add(&st->side, &r);
-  }
-  cr_side_flush(&st->side);
+  cr_side_add_durable(&st->side, f);
 }
 
 typedef struct res_find {

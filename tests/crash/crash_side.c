@@ -183,3 +183,13 @@ bool cr_action_eq(const ow_action *a, const ow_action *b) {
   ow_buf_deinit(&y);
   return eq;
 }
+
+void cr_side_add_durable(cr_side *s, const ow_frame_info *f) {
+  for (size_t i = 0; i < f->nactions && !f->status; i++) {
+    const ow_applied *a = &f->actions[i];
+    cr_rec r = {.type = CR_DURABLE, .session = a->session, .seq = a->seq, .frame = f->frame,
+                .res = a->result};
+    cr_side_add(s, &r);
+  }
+  cr_side_flush(s);
+}
