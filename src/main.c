@@ -137,7 +137,7 @@ int main(int argc, char **argv) {
   ow_server_config sc = {
       .net = {.bind = cfg.bind, .port = (int)cfg.port, .max_message = (size_t)cfg.max_message,
               .send_limit = (size_t)cfg.send_limit_kb << 10},
-      .name = cfg.server_name, .tick_hz = cfg.tick_hz, .pose_hz = cfg.pose_hz,
+      .name = cfg.server_name, .admins = cfg.admins, .tick_hz = cfg.tick_hz, .pose_hz = cfg.pose_hz,
       .interest_radius = (float)cfg.interest_radius, .max_players = (uint32_t)cfg.max_players,
       .action_rate = cfg.action_rate, .action_burst = cfg.action_burst, .pose_rate = cfg.pose_rate,
       .down_kbps = cfg.down_kbps, .idle_s = cfg.idle_s, .shutdown_notice_s = cfg.shutdown_notice_s,

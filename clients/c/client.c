@@ -1283,6 +1283,17 @@ int ow_client_chat(ow_client *c, const char *text) {
   return send_req(c, &m, true);
 }
 
+int ow_client_admin(ow_client *c, uint8_t op, uint64_t account, uint8_t role, const char *text) {
+  if (!text) text = "";
+  if (strlen(text) > OW_TEXT_MAX) return OW_E_TEXT_TOO_LONG;
+  ow_msg m = {.type = OW_MSG_ADMIN};
+  m.u.admin.op = op;
+  m.u.admin.account = account;
+  m.u.admin.role = role;
+  m.u.admin.text = S(text);
+  return send_req(c, &m, true);
+}
+
 int ow_client_ping(ow_client *c, uint64_t client_time) {
   ow_msg m = {.type = OW_MSG_PING};
   m.u.ping.client_time = client_time;

@@ -51,7 +51,8 @@
   X(TOO_MANY_SESSIONS, -1040, "too many sessions for this account")                        \
   X(BAD_NAME, -1041, "name or password has an invalid length or characters")             \
   X(TEXT_TOO_LONG, -1042, "text too long")                                                 \
-  X(SHUTTING_DOWN, -1043, "server is shutting down")
+  X(SHUTTING_DOWN, -1043, "server is shutting down")                                     \
+  X(NOT_ADMIN, -1044, "operation requires the admin role")
 
 enum {
 #define OW_ERROR_ENUM(name, num, msg) OW_E_##name = (num),

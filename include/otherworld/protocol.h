@@ -35,6 +35,7 @@ enum {
   OW_MSG_CHAT = 0x0b,
   OW_MSG_PING = 0x0c,
   OW_MSG_BYE = 0x0d,
+  OW_MSG_ADMIN = 0x0e,
 
   OW_MSG_WELCOME = 0x81,
   OW_MSG_OK = 0x82,
@@ -65,6 +66,15 @@ enum {
 
 /* Roles of an account. */
 enum { OW_ROLE_PLAYER = 0, OW_ROLE_BUILDER = 1, OW_ROLE_ADMIN = 2 };
+
+/* Operations of ADMIN (accounts with the admin role only; others get OW_E_NOT_ADMIN). */
+enum {
+  OW_ADMIN_KICK = 1,     /* close the account's connection with BYE KICKED; text = reason */
+  OW_ADMIN_ANNOUNCE = 2, /* a system EVENT to every player in the world; text = message */
+  OW_ADMIN_SET_ROLE = 3, /* give the account `role` (persisted; OK once durable) */
+  OW_ADMIN_REVOKE = 4,   /* revoke every session token of the account and kick it (OK once durable) */
+  OW_ADMIN_MAX_ = 5
+};
 
 /* Event kinds. */
 enum { OW_EVENT_CHAT = 1, OW_EVENT_SYSTEM = 2 };

@@ -229,6 +229,24 @@ void ow_auth_destroy(ow_auth *a) {
 
 /* ---- changes ------------------------------------------------------------------------------------- */
 
+/* Writes the account record (name, role, password hash) into the zone's gathering frame and
+ * returns that frame. */
+static uint64_t put_account(ow_zone *z, const ow_account *acc) {
+  uint8_t key[OW_KEY_ID_LEN];
+  ow_key_id(key, OW_KEY_ACCOUNT, acc->id);
+  size_t n = strlen(acc->name), hl = strlen(acc->hash);
+  ow_buf v;
+  ow_buf_init(&v);
+  ow_buf_u8(&v, (uint8_t)n);
+  ow_buf_put(&v, acc->name, n);
+  ow_buf_u8(&v, acc->role);
+  ow_buf_u8(&v, (uint8_t)hl);
+  ow_buf_put(&v, acc->hash, hl);
+  uint64_t f = ow_zone_put(z, key, sizeof key, v.data, v.len);
+  ow_buf_deinit(&v);
+  return f;
+}
+
 int ow_auth_add(ow_auth *a, ow_zone *z, const char *name, size_t n, const char *hash, uint8_t role,
                 const ow_account **out, uint64_t *frame) {
   if (!ow_auth_name_ok(name, n)) return OW_E_BAD_NAME;
@@ -236,17 +254,9 @@ int ow_auth_add(ow_auth *a, ow_zone *z, const char *name, size_t n, const char *
   size_t hl = strlen(hash);
   if (hl == 0 || hl >= crypto_pwhash_STRBYTES || hl > 255) return OW_E_INVAL;
   acct *x = add_mem(a, a->next_id, name, n, role, hash);
-  uint8_t key[OW_KEY_ID_LEN];
-  ow_key_id(key, OW_KEY_ACCOUNT, x->pub.id);
+  put_account(z, &x->pub);
   ow_buf v;
   ow_buf_init(&v);
-  ow_buf_u8(&v, (uint8_t)n);
-  ow_buf_put(&v, name, n);
-  ow_buf_u8(&v, role);
-  ow_buf_u8(&v, (uint8_t)hl);
-  ow_buf_put(&v, hash, hl);
-  ow_zone_put(z, key, sizeof key, v.data, v.len);
-  v.len = 0;
   ow_buf_u8(&v, OW_KEY_NAME);
   ow_buf_put(&v, name, n);
   uint8_t id[8];
@@ -304,4 +314,24 @@ void ow_auth_revoke(ow_auth *a, ow_zone *z, const uint8_t tok[OW_TOKEN_LEN]) {
   token_hash(tok, h);
   token *t = token_find(a, h);
   if (t) token_drop(a, z, t);
+}
+
+int ow_auth_set_role(ow_auth *a, ow_zone *z, uint64_t account, uint8_t role, uint64_t *frame) {
+  if (role > OW_ROLE_ADMIN) return OW_E_INVAL;
+  acct *x = find_id(a, account);
+  if (!x) return OW_E_NOT_FOUND;
+  x->pub.role = role;
+  uint64_t f = put_account(z, &x->pub);
+  if (frame) *frame = f;
+  return 0;
+}
+
+int ow_auth_revoke_account(ow_auth *a, ow_zone *z, uint64_t account, uint64_t *frame) {
+  acct *x = find_id(a, account);
+  if (!x) return OW_E_NOT_FOUND;
+  /* Nothing to write (and no frame to wait for) when the account has no live token. */
+  uint64_t f = x->tokens.len ? ow_zone_frame(z) : 0;
+  while (x->tokens.len) token_drop(a, z, x->tokens.v[x->tokens.len - 1]);
+  if (frame) *frame = f;
+  return 0;
 }

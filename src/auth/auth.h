@@ -69,6 +69,13 @@ int ow_auth_check(const ow_auth *a, const uint8_t token[OW_TOKEN_LEN], uint64_t 
 /* Revokes a token (logout). Unknown tokens are ignored. */
 void ow_auth_revoke(ow_auth *a, ow_zone *z, const uint8_t token[OW_TOKEN_LEN]);
 
+/* Gives an account a role (OW_ROLE_*), written in the zone's gathering frame (*frame says which).
+ * OW_E_NOT_FOUND for an unknown account, OW_E_INVAL for an unknown role. */
+int ow_auth_set_role(ow_auth *a, ow_zone *z, uint64_t account, uint8_t role, uint64_t *frame);
+/* Revokes every token of an account (an admin's REVOKE): no RESUME with them works afterwards.
+ * The deletions are written in the gathering frame (*frame; 0 when there was no token to revoke).
+ * OW_E_NOT_FOUND for an unknown account. */
+int ow_auth_revoke_account(ow_auth *a, ow_zone *z, uint64_t account, uint64_t *frame);
 size_t ow_auth_accounts(const ow_auth *a);
 
 #endif

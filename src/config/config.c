@@ -23,13 +23,15 @@ typedef struct setting {
   double lo, hi;
   const char *const *choices; /* strings: allowed values, or NULL for any */
   const char *help;
+  int empty_ok; /* strings: "" is a valid value */
 } setting;
 
 static const char *const durability_choices[] = {"full", "nosync", NULL};
 static const char *const level_choices[] = {"debug", "info", "warn", "error", NULL};
 
-#define S(field, def, choices, help) {#field, T_STR, offsetof(ow_config, field), def, 0, 0, choices, help}
-#define N(field, def, lo, hi, help) {#field, T_NUM, offsetof(ow_config, field), def, lo, hi, NULL, help}
+#define S(field, def, choices, help) {#field, T_STR, offsetof(ow_config, field), def, 0, 0, choices, help, 0}
+#define SE(field, def, help) {#field, T_STR, offsetof(ow_config, field), def, 0, 0, NULL, help, 1}
+#define N(field, def, lo, hi, help) {#field, T_NUM, offsetof(ow_config, field), def, lo, hi, NULL, help, 0}
 
 static const setting table[] = {
     S(data_dir, "./data", NULL, "directory of the embedded LMDB store"),
@@ -60,8 +62,10 @@ static const setting table[] = {
     N(shutdown_notice_s, "5", 0, 3600, "warning given to players before a SIGTERM shutdown"),
     N(max_message, "4096", 128, 1048576, "largest message a client may send, bytes"),
     N(send_limit_kb, "1024", 16, 1048576, "queued bytes per client before it is dropped as too slow"),
-    N(token_ttl_s, "86400", 10, 31536000, "session token lifetime, seconds"),
+    N(token_ttl_s, "86400", 1, 31536000, "session token lifetime, seconds"),
     N(max_sessions, "4", 1, 1000, "live session tokens per account; older ones are revoked"),
+    SE(admins, "", "comma-separated account names that always have the admin role (ADMIN "
+      "operations: kick, announce, set role, revoke; docs/protocol.md)"),
     N(pwhash_ops, "2", 1, 20, "argon2id passes"),
     N(pwhash_mem_kb, "19456", 64, 4194304, "argon2id memory, KiB"),
     N(eager_commit, "1", 0, 1, "1: an action starts a commit at once when none is in flight (lower "
@@ -86,7 +90,7 @@ static int set(ow_config *c, const setting *s, const char *value, char *err, siz
         return OW_E_CONFIG;
       }
     }
-    if (!*value) {
+    if (!*value && !s->empty_ok) {
       snprintf(err, errlen, "%s: must not be empty", s->name);
       return OW_E_CONFIG;
     }

@@ -17,6 +17,7 @@ typedef struct ow_config {
   char *log_level;
   char *bind;
   char *server_name;
+  char *admins;
   double tick_hz;
   double region_size;
   double reach;

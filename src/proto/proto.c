@@ -26,6 +26,7 @@ static const layout layouts[256] = {
     [OW_MSG_CHAT] = {"CHAT", 6, 6 + OW_TEXT_MAX, 0},
     [OW_MSG_PING] = {"PING", 12, 0, 1},
     [OW_MSG_BYE] = {"BYE", 4, 4 + OW_TEXT_MAX, 0},
+    [OW_MSG_ADMIN] = {"ADMIN", 16, 16 + OW_TEXT_MAX, 0},
     [OW_MSG_WELCOME] = {"WELCOME", 23, 23 + 255, 0},
     [OW_MSG_OK] = {"OK", 4, 0, 1},
     [OW_MSG_SESSION] = {"SESSION", 66, 0, 1},
@@ -298,6 +299,13 @@ void ow_proto_encode(ow_buf *out, const ow_msg *m) {
     ow_buf_u32(out, m->req);
     ow_buf_u64(out, m->u.ping.client_time);
     break;
+  case OW_MSG_ADMIN:
+    ow_buf_u32(out, m->req);
+    ow_buf_u8(out, m->u.admin.op);
+    ow_buf_u64(out, m->u.admin.account);
+    ow_buf_u8(out, m->u.admin.role);
+    put_str16(out, m->u.admin.text);
+    break;
   case OW_MSG_BYE:
   case OW_MSG_SERVER_BYE:
     ow_buf_u16(out, m->u.bye.reason);
@@ -416,6 +424,13 @@ int ow_proto_decode(const uint8_t *p, size_t n, size_t *used, ow_msg *m, char *e
   case OW_MSG_PING:
     m->req = ow_rd_u32(&r);
     m->u.ping.client_time = ow_rd_u64(&r);
+    break;
+  case OW_MSG_ADMIN:
+    m->req = ow_rd_u32(&r);
+    m->u.admin.op = ow_rd_u8(&r);
+    m->u.admin.account = ow_rd_u64(&r);
+    m->u.admin.role = ow_rd_u8(&r);
+    rc = rd_str(&r, true, OW_TEXT_MAX, &m->u.admin.text);
     break;
   case OW_MSG_BYE:
   case OW_MSG_SERVER_BYE:

@@ -51,6 +51,7 @@ typedef struct ow_msg {
     struct { uint32_t snapshot; } ack;
     struct { ow_str text; } chat;
     struct { uint64_t client_time; } ping;
+    struct { uint8_t op; uint64_t account; uint8_t role; ow_str text; } admin;
     struct { uint16_t reason; ow_str text; } bye; /* BYE and SERVER_BYE */
     struct {
       uint16_t version, tick_hz, pose_hz;

@@ -223,6 +223,21 @@ static void bind_session(client *c, uint64_t account, uint64_t session, ow_id av
   ow_map_set(&s->by_account, account, (uint64_t)(uintptr_t)c);
 }
 
+/* An account's role: the stored one, or admin when the `admins` setting names it. */
+static uint8_t role_of(const ow_server *s, const ow_account *acc) {
+  if (!acc) return OW_ROLE_PLAYER;
+  const char *list = s->cfg.admins ? s->cfg.admins : "";
+  size_t n = strlen(acc->name);
+  for (const char *p = list; *p;) {
+    while (*p == ',' || *p == ' ') p++;
+    const char *e = p;
+    while (*e && *e != ',' && *e != ' ') e++;
+    if ((size_t)(e - p) == n && n && !memcmp(p, acc->name, n)) return OW_ROLE_ADMIN;
+    p = e;
+  }
+  return acc->role;
+}
+
 static void send_session(client *c, uint32_t req, uint64_t expires, bool resumed) {
   uint64_t last_seq = 0;
   ow_zone_session(c->srv->zone, c->session, NULL, NULL, &last_seq);
@@ -287,7 +302,7 @@ static void job_done(uv_work_t *w, int status) {
       if (rc) {
         send_error(c, j->req, rc, ow_strerror(rc));
       } else {
-        bind_session(c, acc->id, session, avatar, acc->role);
+        bind_session(c, acc->id, session, avatar, role_of(s, acc));
         OW_INFO("login", "account=%llu session=%016llx peer=%s", (unsigned long long)acc->id,
                 (unsigned long long)session, ow_conn_peer(c->conn));
         send_session(c, j->req, ti.expires, false);
@@ -382,7 +397,7 @@ static void on_resume(client *c, const ow_msg *m) {
   }
   const ow_account *acc = ow_auth_by_id(s->auth, ti.account);
   memcpy(c->token, m->u.resume.token, OW_TOKEN_LEN);
-  bind_session(c, ti.account, ti.session, avatar, acc ? acc->role : OW_ROLE_PLAYER);
+  bind_session(c, ti.account, ti.session, avatar, role_of(s, acc));
   OW_INFO("resume", "account=%llu session=%016llx peer=%s", (unsigned long long)ti.account,
           (unsigned long long)ti.session, ow_conn_peer(c->conn));
   send_session(c, m->req, ti.expires, true);
@@ -549,6 +564,78 @@ static void on_logout(client *c, const ow_msg *m) {
   kick(c, OW_BYE_NORMAL, "logged out");
 }
 
+/* ADMIN: operations on other accounts and on everyone, for the admin role only. Every operation is
+ * logged with who asked for it. */
+static void on_admin(client *c, const ow_msg *m) {
+  ow_server *s = c->srv;
+  if (c->state < S_AUTHED) {
+    send_error(c, m->req, OW_E_STATE, "log in first");
+    return;
+  }
+  uint8_t op = m->u.admin.op;
+  uint64_t target = m->u.admin.account;
+  if (c->role != OW_ROLE_ADMIN) {
+    OW_WARN("admin_refused", "op=%u account=%llu by=%llu peer=%s", op, (unsigned long long)target,
+            (unsigned long long)c->account, ow_conn_peer(c->conn));
+    send_error(c, m->req, OW_E_NOT_ADMIN, "this operation requires the admin role");
+    return;
+  }
+  if (op == 0 || op >= OW_ADMIN_MAX_) {
+    send_error(c, m->req, OW_E_INVAL, "unknown admin operation");
+    return;
+  }
+  char text[OW_TEXT_MAX + 1];
+  memcpy(text, m->u.admin.text.p, m->u.admin.text.n);
+  text[m->u.admin.text.n] = 0;
+  const ow_account *acc = ow_auth_by_id(s->auth, target);
+  if (op != OW_ADMIN_ANNOUNCE && !acc) {
+    send_error(c, m->req, OW_E_NOT_FOUND, "no such account");
+    return;
+  }
+  if (op == OW_ADMIN_SET_ROLE && m->u.admin.role > OW_ROLE_ADMIN) {
+    send_error(c, m->req, OW_E_INVAL, "unknown role");
+    return;
+  }
+  OW_INFO("admin", "op=%u account=%llu role=%u by=%llu", op, (unsigned long long)target,
+          m->u.admin.role, (unsigned long long)c->account);
+  uint64_t *v = op == OW_ADMIN_ANNOUNCE ? NULL : ow_map_get(&s->by_account, target);
+  client *t = v ? (client *)(uintptr_t)*v : NULL;
+  uint64_t frame = 0;
+  switch (op) {
+  case OW_ADMIN_KICK:
+    if (t) kick(t, OW_BYE_KICKED, text[0] ? text : "removed by an admin");
+    break;
+  case OW_ADMIN_ANNOUNCE: {
+    ow_msg e = {.type = OW_MSG_EVENT};
+    e.u.event.kind = OW_EVENT_SYSTEM;
+    e.u.event.text = m->u.admin.text;
+    ow_buf copy;
+    ow_buf_init(&copy);
+    ow_proto_encode(&copy, &e);
+    for (size_t i = 0; i < s->clients.len; i++)
+      if (s->clients.v[i]->state == S_JOINED) send_raw(s->clients.v[i], copy.data, copy.len);
+    ow_buf_deinit(&copy);
+    break;
+  }
+  case OW_ADMIN_SET_ROLE:
+    ow_auth_set_role(s->auth, s->zone, target, m->u.admin.role, &frame);
+    if (t) t->role = role_of(s, acc);
+    break;
+  case OW_ADMIN_REVOKE:
+    ow_auth_revoke_account(s->auth, s->zone, target, &frame);
+    if (t) kick(t, OW_BYE_KICKED, text[0] ? text : "sessions revoked by an admin");
+    break;
+  }
+  if (!frame) {
+    send_ok(c, m->req);
+    return;
+  }
+  /* A stored change is confirmed once its frame is durable, as REGISTER is. */
+  pending_reply p = {frame, c, m->req};
+  OW_VEC_PUSH(s->pending, p);
+  ow_zone_loop_flush(s->zl);
+}
+
 static void dispatch(client *c, const ow_msg *m) {
   switch (m->type) {
   case OW_MSG_HELLO: on_hello(c, m); break;
@@ -569,6 +656,7 @@ static void dispatch(client *c, const ow_msg *m) {
   case OW_MSG_POSE: on_pose(c, m); break;
   case OW_MSG_ACK: ow_view_ack(c->view, m->u.ack.snapshot); break;
   case OW_MSG_CHAT: on_chat(c, m); break;
+  case OW_MSG_ADMIN: on_admin(c, m); break;
   case OW_MSG_PING: {
     ow_msg p = {.type = OW_MSG_PONG, .req = m->req};
     p.u.pong.client_time = m->u.ping.client_time;

@@ -17,6 +17,7 @@ typedef struct ow_server ow_server;
 typedef struct ow_server_config {
   ow_net_config net;
   const char *name;         /* shown in WELCOME */
+  const char *admins;       /* comma-separated account names that always have the admin role */
   double tick_hz;           /* snapshot publish rate */
   double pose_hz;           /* pose publish rate */
   float interest_radius;    /* metres; rounded up to whole region cells */

@@ -14,6 +14,7 @@
 
 #include "otherworld/client.h"
 #include "otherworld/protocol.h"
+#include "server_proc.h"
 
 static char dir[] = "/tmp/ow-restart-XXXXXX";
 static pid_t server = -1;
@@ -24,34 +25,18 @@ static void die(const char *what) {
   exit(1);
 }
 
-/* Starts the server on a free port and returns the port, read from its "listening" line. */
+/* Starts the server on a fresh log (no stale port) and returns its port. */
 static int start(const char *bin) {
   static int runs;
+  static const char *const args[] = {"--shutdown_notice_s", "0.2", "--pwhash_ops", "1",
+                                     "--pwhash_mem_kb", "64", NULL};
   char log[300], data[300];
-  snprintf(log, sizeof log, "%s/server%d.log", dir, ++runs); /* a fresh log: no stale port */
+  snprintf(log, sizeof log, "%s/server%d.log", dir, ++runs);
   snprintf(data, sizeof data, "%s/data", dir);
-  server = fork();
-  if (server == 0) {
-    freopen(log, "w", stderr);
-    execl(bin, bin, "--data_dir", data, "--bind", "127.0.0.1", "--port", "0", "--shutdown_notice_s",
-          "0.2", "--pwhash_ops", "1", "--pwhash_mem_kb", "64", (char *)NULL);
-    _exit(127);
-  }
-  for (int i = 0; i < 200; i++) {
-    FILE *f = fopen(log, "r");
-    char line[1024];
-    while (f && fgets(line, sizeof line, f)) {
-      char *u = strstr(line, "url=ws://127.0.0.1:");
-      if (u) {
-        fclose(f);
-        return atoi(u + strlen("url=ws://127.0.0.1:"));
-      }
-    }
-    if (f) fclose(f);
-    usleep(50000);
-  }
-  die("server did not start");
-  return 0;
+  ow_server_proc p;
+  if (ow_server_proc_start(&p, bin, data, log, args)) die("server did not start");
+  server = p.pid;
+  return p.port;
 }
 
 typedef struct st {

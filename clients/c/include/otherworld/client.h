@@ -210,6 +210,10 @@ int ow_client_leave(ow_client *c);
 int ow_client_logout(ow_client *c);
 /* CHAT; OW_E_TEXT_TOO_LONG above 512 bytes, OW_E_INVAL if not UTF-8. */
 int ow_client_chat(ow_client *c, const char *text);
+/* ADMIN operation `op` (OW_ADMIN_*) on `account` (ignored by ANNOUNCE), with `role` (SET_ROLE) and
+ * `text` (KICK reason, ANNOUNCE message; NULL is empty). The reply is OK, or ERROR with
+ * OW_E_NOT_ADMIN when the session's role is not admin. OW_E_TEXT_TOO_LONG above 512 bytes. */
+int ow_client_admin(ow_client *c, uint8_t op, uint64_t account, uint8_t role, const char *text);
 /* PING with an opaque client_time, echoed in PONG. */
 int ow_client_ping(ow_client *c, uint64_t client_time);
 
