@@ -8,7 +8,7 @@ PKGS=(build-essential cmake pkg-config clang
       liblmdb-dev lmdb-utils libuv1-dev libjansson-dev libcmocka-dev libsodium-dev libzstd-dev
       libwebsockets-dev)
 
-if [ "${1:-}" = "--test" ]; then PKGS+=(godot3-server); fi
+if [ "${1:-}" = "--test" ]; then PKGS+=(godot3-server valgrind); fi
 
 missing=()
 for p in "${PKGS[@]}"; do

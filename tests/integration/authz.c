@@ -110,7 +110,8 @@ static const ow_client_callbacks callbacks = {
 
 #define WAIT(cond, what)                                                               \
   do {                                                                                 \
-    for (int i_ = 0; i_ < 1500 && !(cond); i_++) ow_client_ctx_service(ctx, 10);       \
+    double end_ = ow_test_now() + 60; /* generous: valgrind runs this too */          \
+    while (!(cond) && ow_test_now() < end_) ow_client_ctx_service(ctx, 10);            \
     if (!(cond)) die(what);                                                            \
   } while (0)
 
@@ -221,7 +222,7 @@ static uint64_t find_entity(player *p, const char *type, uint64_t parent, uint64
                             int32_t z) {
   const ow_client_world *w = ow_client_world_get(p->c);
   find f = {(uint16_t)ow_client_world_type(w, type), parent, owner, x, z, 0};
-  for (int i = 0; i < 500 && !f.found; i++) {
+  for (double end = ow_test_now() + 30; !f.found && ow_test_now() < end;) {
     ow_client_entity_each(p->c, find_fn, &f);
     if (!f.found) ow_client_ctx_service(ctx, 10);
   }

@@ -10,9 +10,11 @@ trap 'rm -rf "$dir"' EXIT
 fail() { echo "FAIL: $*"; echo "--- log"; cat "$dir/log" 2>/dev/null || true; exit 1; }
 
 start() { # start the server in the background and wait for its "running" line
-  "$bin" --data_dir "$dir/data" --bind 127.0.0.1 --port 0 --shutdown_notice_s 0.1 "$@" 2>"$dir/log" &
+  # OW_SERVER_WRAPPER (tests/integration/valgrind.sh) runs it under a tool such as valgrind.
+  # shellcheck disable=SC2086
+  ${OW_SERVER_WRAPPER:-} "$bin" --data_dir "$dir/data" --bind 127.0.0.1 --port 0 --shutdown_notice_s 0.1 "$@" 2>"$dir/log" &
   pid=$!
-  for _ in $(seq 1 100); do
+  for _ in $(seq 1 1200); do
     grep -q "event=listening" "$dir/log" && return 0
     kill -0 "$pid" 2>/dev/null || fail "server exited before running"
     sleep 0.05

@@ -7,13 +7,24 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 int ow_server_proc_start(ow_server_proc *p, const char *bin, const char *data, const char *log,
                          const char *const *args) {
-  const char *argv[64] = {bin, "--data_dir", data, "--bind", "127.0.0.1", "--port", "0"};
-  size_t n = 7;
-  for (size_t i = 0; args && args[i] && n < 63; i++) argv[n++] = args[i];
+  /* OW_SERVER_WRAPPER runs the server under a tool, e.g. "valgrind --error-exitcode=99". */
+  static char wrap[512];
+  const char *argv[96];
+  size_t n = 0;
+  const char *w = getenv("OW_SERVER_WRAPPER");
+  if (w && *w) {
+    snprintf(wrap, sizeof wrap, "%s", w);
+    for (char *save = NULL, *tok = strtok_r(wrap, " ", &save); tok && n < 32; tok = strtok_r(NULL, " ", &save))
+      argv[n++] = tok;
+  }
+  const char *fixed[] = {bin, "--data_dir", data, "--bind", "127.0.0.1", "--port", "0"};
+  for (size_t i = 0; i < 7; i++) argv[n++] = fixed[i];
+  for (size_t i = 0; args && args[i] && n < 95; i++) argv[n++] = args[i];
   argv[n] = NULL;
   p->port = 0;
   unlink(log); /* a stale log would name a stale port */
@@ -21,10 +32,11 @@ int ow_server_proc_start(ow_server_proc *p, const char *bin, const char *data, c
   if (p->pid < 0) return -1;
   if (p->pid == 0) {
     if (!freopen(log, "w", stderr)) _exit(126);
-    execv(bin, (char *const *)argv);
+    execvp(argv[0], (char *const *)argv);
     _exit(127);
   }
-  for (int i = 0; i < 200; i++) {
+  int tries = w && *w ? 1200 : 200; /* 60 s under a wrapper such as valgrind, else 10 s */
+  for (int i = 0; i < tries; i++) {
     FILE *f = fopen(log, "r");
     char line[1024];
     while (f && fgets(line, sizeof line, f)) {
@@ -55,4 +67,10 @@ int ow_server_proc_stop(ow_server_proc *p, int sig) {
   pid_t r = waitpid(p->pid, &status, 0);
   p->pid = -1;
   return r < 0 ? -1 : status;
+}
+
+double ow_test_now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
