@@ -63,5 +63,6 @@ printf 'tick_hz = 60\ncolour = red\n' >"$dir/bad.conf"
 rc=0; "$bin" --data_dir "$dir/data" --config "$dir/bad.conf" 2>"$dir/log" || rc=$?
 [ "$rc" -eq 2 ] && grep -q "bad.conf:2: unknown setting 'colour'" "$dir/log" || fail "bad config file: rc=$rc"
 [ "$before" = "$(md5sum "$dir/data/data.mdb")" ] || fail "a refused start changed the store"
-"$bin" --help | grep -q "OW_DATA_DIR" || fail "--help does not list the settings"
+"$bin" --help >"$dir/help" || fail "--help did not exit 0"
+grep -q "OW_DATA_DIR" "$dir/help" || fail "--help does not list the settings"
 echo "server_lifecycle: 1 passed, 0 failed"
