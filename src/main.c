@@ -50,7 +50,8 @@ static void usage(void) {
          "usage: otherworld [--config FILE] [--NAME=VALUE ...]\n\n");
   ow_config_help(stdout);
   printf("\nClients connect with WebSocket to ws://HOST:PORT/ws (docs/protocol.md).\n"
-         "Signals: SIGINT/SIGTERM warn players, commit every applied action, checkpoint, exit 0.\n"
+         "Signals: SIGINT/SIGTERM warn players, commit every applied action, checkpoint, exit 0\n"
+         "(exit 1 if a disk write failed: nothing was confirmed after it; see docs/storage.md).\n"
          "Docs: README.md, docs/architecture.md, docs/protocol.md, docs/storage.md, docs/world.md\n");
 }
 

@@ -91,6 +91,7 @@ struct ow_server {
   int radius_cells;
   ow_buf out;
   bool shutting;
+  bool store_failed; /* a commit failed: durability is suspended until restart */
   uint64_t drain_start_ns;
   void (*done)(void *);
   void *done_ud;
@@ -134,6 +135,20 @@ static void send_error(client *c, uint32_t req, int code, const char *text) {
 static void send_ok(client *c, uint32_t req) {
   ow_msg m = {.type = OW_MSG_OK, .req = req};
   send_msg(c, &m);
+}
+
+/* The system EVENT every client gets once after a disk fault: at the fault, or after WELCOME. */
+static void send_store_failed(client *c) {
+  int err = ow_zone_store_error(c->srv->zone);
+  char text[320];
+  snprintf(text, sizeof text,
+           "durability suspended: the server could not write to disk (%s: %s); nothing more is "
+           "saved until it restarts, so actions, registrations and logins are refused, and the "
+           "world you see is the last saved state", ow_err_name(err), ow_strerror(err));
+  ow_msg e = {.type = OW_MSG_EVENT};
+  e.u.event.kind = OW_EVENT_SYSTEM;
+  e.u.event.text = (ow_str){text, strlen(text)};
+  send_msg(c, &e);
 }
 
 /* Says why, then closes once the queue is written. */
@@ -277,6 +292,9 @@ static void job_done(uv_work_t *w, int status) {
   }
   if (status || j->rc) {
     send_error(c, j->req, OW_E_NOMEM, "could not hash the password");
+  } else if (j->kind == JOB_REGISTER && s->store_failed) {
+    /* The disk failed while the password was being hashed: the account could never be saved. */
+    send_error(c, j->req, OW_E_STORE_FAILED, "the server cannot save accounts until it restarts");
   } else if (j->kind == JOB_REGISTER) {
     const ow_account *acc;
     uint64_t frame;
@@ -358,6 +376,7 @@ static void on_hello(client *c, const ow_msg *m) {
   w.u.welcome.max_message = (uint32_t)s->cfg.net.max_message;
   w.u.welcome.server_name = (ow_str){s->cfg.name, strlen(s->cfg.name)};
   send_msg(c, &w);
+  if (s->store_failed) send_store_failed(c);
 }
 
 static void on_credentials(client *c, const ow_msg *m) {
@@ -373,6 +392,14 @@ static void on_credentials(client *c, const ow_msg *m) {
   if (!ow_auth_name_ok(name.p, name.n) || !ow_auth_password_ok(pw.n)) {
     send_error(c, m->req, OW_E_BAD_NAME,
                "names are 3-32 of A-Z a-z 0-9 _ - . and passwords 8-128 bytes");
+    return;
+  }
+  if (c->srv->store_failed) {
+    /* A new account and a new session token are writes that could never become durable. */
+    send_error(c, m->req, OW_E_STORE_FAILED,
+               m->type == OW_MSG_REGISTER ? "the server cannot save accounts until it restarts"
+                                          : "the server cannot save sessions until it restarts; "
+                                            "RESUME with an existing token still works");
     return;
   }
   if (m->type == OW_MSG_REGISTER && ow_auth_by_name(c->srv->auth, name.p, name.n)) {
@@ -494,11 +521,13 @@ static void on_action(client *c, const ow_msg *m) {
   a.u.applied.frame = frame;
   a.u.applied.replayed = replayed;
   send_msg(c, &a);
-  /* A replay of an action whose frame is already durable is confirmed at once. */
-  if (replayed && frame <= ow_zone_durable_frame(s->zone)) {
+  /* A replay of an action whose frame is already durable is confirmed at once; after a disk
+   * fault, a replay of one that never became durable is told so at once too. */
+  int status = frame <= ow_zone_durable_frame(s->zone) ? 0 : ow_zone_store_error(s->zone);
+  if (replayed && (frame <= ow_zone_durable_frame(s->zone) || status)) {
     s->out.len = 0;
     uint64_t seq = m->u.action.seq;
-    ow_proto_put_durable(&s->out, frame, 0, &seq, 1);
+    ow_proto_put_durable(&s->out, frame, status, &seq, 1);
     send_raw(c, s->out.data, s->out.len);
   }
 }
@@ -681,6 +710,7 @@ static void on_open(void *ud, ow_conn *conn) {
   c->conn = conn;
   c->view = ow_view_create();
   c->bucket = s->cfg.action_burst;
+  c->pose_bucket = s->cfg.pose_rate / 4 + 1; /* full, as for actions: a first pose is kept */
   c->bucket_ns = c->pose_ns = c->last_rx_ns = ow_now_ns();
   ow_map_init(&c->prio);
   ow_conn_set_user(conn, c);
@@ -769,30 +799,40 @@ static void on_close(void *ud, ow_conn *conn) {
 static void status_json(void *ud, ow_buf *out) {
   ow_server *s = ud;
   const ow_zone_loop_stats *zs = ow_zone_loop_stats_get(s->zl);
-  char buf[1024];
+  char buf[2048];
   int n = snprintf(
       buf, sizeof buf,
       "{\"name\":\"%s\",\"connections\":%zu,\"players\":%u,\"accounts\":%zu,\"entities\":%zu,"
-      "\"frame\":%llu,\"durable_frame\":%llu,\"store_error\":\"%s\",\"actions\":%llu,"
+      "\"frame\":%llu,\"durable_frame\":%llu,\"store_failed\":%s,\"store_error\":\"%s\","
+      "\"actions\":%llu,"
       "\"seal_p50_us\":%.1f,\"seal_p99_us\":%.1f,\"publish_p50_us\":%.1f,\"publish_p99_us\":%.1f,"
       "\"poses_p50_us\":%.1f,\"poses_p99_us\":%.1f,\"commit_p50_us\":%.1f,\"commit_p99_us\":%.1f,"
       "\"bytes_in\":%llu,\"bytes_out\":%llu,\"mem_bytes\":%zu}\n",
       s->cfg.name, s->clients.len, s->joined, ow_auth_accounts(s->auth),
       ow_world_count(ow_zone_world(s->zone)), (unsigned long long)ow_zone_frame(s->zone),
-      (unsigned long long)ow_zone_durable_frame(s->zone), ow_err_name(ow_zone_store_error(s->zone)),
+      (unsigned long long)ow_zone_durable_frame(s->zone), s->store_failed ? "true" : "false",
+      ow_err_name(ow_zone_store_error(s->zone)),
       (unsigned long long)s->stats.actions, ow_samples_pct(&zs->seal_ns, 50) / 1e3,
       ow_samples_pct(&zs->seal_ns, 99) / 1e3, ow_samples_pct(&s->stats.publish_ns, 50) / 1e3,
       ow_samples_pct(&s->stats.publish_ns, 99) / 1e3, ow_samples_pct(&s->stats.poses_ns, 50) / 1e3,
       ow_samples_pct(&s->stats.poses_ns, 99) / 1e3, ow_samples_pct(&zs->commit_ns, 50) / 1e3,
       ow_samples_pct(&zs->commit_ns, 99) / 1e3, (unsigned long long)s->stats.bytes_in,
       (unsigned long long)s->stats.bytes_out, ow_mem_used());
-  ow_buf_put(out, buf, (size_t)n);
+  if (n > 0) ow_buf_put(out, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
 }
 
 /* ---- durable frames ------------------------------------------------------------------------------ */
 
 void ow_server_on_durable(ow_server *s, const ow_frame_info *f) {
   if (!f->status && f->batch) ow_replica_apply(s->replica, f->batch, f->frame);
+  if (f->status && !s->store_failed) {
+    /* The first failed frame (it may hold no action at all: a checkpoint): every client learns
+     * once that nothing more will be confirmed. The replica keeps the last durable state, so
+     * views go on showing what is really on disk. */
+    s->store_failed = true;
+    for (size_t i = 0; i < s->clients.len; i++)
+      if (s->clients.v[i]->state != S_NEW) send_store_failed(s->clients.v[i]);
+  }
   /* Confirmations, grouped per session, in the order the actions were applied. */
   size_t i = 0;
   OW_VEC(uint64_t) seqs = {0};

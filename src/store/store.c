@@ -11,6 +11,7 @@ struct ow_store {
   MDB_dbi dbi;
   uint64_t map_size;
   char *path;
+  int failed; /* the first failed commit, sticky (see ow_store_write) */
 };
 
 static int lmdb_err(int rc) {
@@ -142,10 +143,14 @@ static int apply(ow_store *s, MDB_txn *txn, const ow_batch *b) {
 
 int ow_store_write(ow_store *s, const ow_batch *b) {
   OW_ASSERT(!b->open_val);
+  /* After a failed commit the pages of the file can no longer be trusted (a failed fsync may have
+   * dropped dirty pages that a second fsync then reports clean; a failed meta write leaves LMDB
+   * in MDB_PANIC): the first error is sticky, as in LMDB's own API, and only a reopen clears it. */
+  if (s->failed) return s->failed;
   for (int attempt = 0;; attempt++) {
     MDB_txn *txn;
     int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
-    if (rc) return lmdb_err(rc);
+    if (rc) return s->failed = lmdb_err(rc);
     rc = apply(s, txn, b);
     if (rc) {
       mdb_txn_abort(txn);
@@ -161,10 +166,12 @@ int ow_store_write(ow_store *s, const ow_batch *b) {
       OW_INFO("store_map_grow", "map_size=%llu", (unsigned long long)size);
       continue;
     }
-    if (rc == OW_E_CORRUPT) return rc;
+    if (rc == OW_E_CORRUPT) return rc; /* a malformed batch: nothing was written */
     if (rc) {
-      OW_ERROR("store_write_failed", "err=\"%s\" ops=%zu", mdb_strerror(rc), b->n);
-      return lmdb_err(rc);
+      /* Any other failure may come from the disk (a put can spill pages to the file), so it is
+       * sticky. The caller (the zone) logs the one error line of a failed commit. */
+      OW_DEBUG("store_commit_failed", "err=\"%s\" ops=%zu", mdb_strerror(rc), b->n);
+      return s->failed = lmdb_err(rc);
     }
     return 0;
   }

@@ -49,7 +49,10 @@ int ow_batch_each(const ow_batch *b, ow_batch_fn fn, void *ud);
 
 /* Applies the batch in one write transaction and makes it durable (unless nosync). Returns 0,
  * -errno (EIO, ENOSPC, ...) or OW_E_STORE. May run on a thread other than the one that opened the
- * store, but only one write at a time. On failure nothing of the batch is applied. */
+ * store, but only one write at a time. On failure nothing of the batch is applied. A failure is
+ * sticky (LMDB's habit): every later write returns the same error without touching the file, until
+ * the store is closed and opened again, which re-reads what is really on disk. Only OW_E_CORRUPT
+ * (a malformed batch, refused before anything is written) is not sticky. */
 int ow_store_write(ow_store *s, const ow_batch *b);
 
 /* Reads one value into out (replacing its contents). OW_E_NOT_FOUND if absent. */

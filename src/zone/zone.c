@@ -215,12 +215,16 @@ int ow_zone_commit_begin(ow_zone *z, bool checkpoint, ow_zone_commit **out) {
   if (z->inflight) return OW_E_BUSY;
   ow_zone_commit *c = z->gather;
   if (z->store_err) {
-    /* Durability is suspended: keep memory bounded and tell the callers, every frame. */
+    /* Durability is suspended: nothing is written again in this process (a retry after a failed
+     * fsync could succeed over pages the kernel already dropped, and would then confirm later
+     * frames without the failed one). Keep memory bounded and report what gathered as failed:
+     * the actions applied while the failing write was in flight, and puts (accounts) whose
+     * replies wait for this frame. */
     ow_change_sink none = {sink_none_put, sink_none_del, NULL};
     ow_world_drain(z->world, checkpoint, &none);
     for (size_t i = 0; i < z->dirty_sessions.len; i++) z->dirty_sessions.v[i]->dirty = false;
     z->dirty_sessions.len = z->dirty_players.len = 0;
-    if (c->actions.len && z->on_durable) {
+    if ((c->actions.len || c->batch.n) && z->on_durable) {
       ow_frame_info fi = {.frame = c->frame, .status = z->store_err, .actions = c->actions.v,
                           .nactions = c->actions.len};
       z->on_durable(z->ud, &fi);
@@ -310,10 +314,13 @@ int ow_zone_commit_run(ow_zone_commit *c) { return ow_store_write(c->store, &c->
 void ow_zone_commit_end(ow_zone *z, ow_zone_commit *c, int rc) {
   OW_ASSERT(c == z->inflight);
   if (rc) {
+    /* The one error line of a disk fault: there is no second write, so no second line. */
     z->store_err = rc;
-    OW_ERROR("durability_suspended", "frame=%llu err=%s msg=\"%s\" hint=\"nothing more is "
-             "confirmed durable until restart\"", (unsigned long long)c->frame, ow_err_name(rc),
-             ow_strerror(rc));
+    OW_ERROR("durability_suspended", "frame=%llu durable_frame=%llu actions=%zu err=%s msg=\"%s\" "
+             "hint=\"the frame and everything after it are not durable; actions are refused and "
+             "nothing more is written until restart, which re-reads the store\"",
+             (unsigned long long)c->frame, (unsigned long long)z->durable_frame, c->actions.len,
+             ow_err_name(rc), ow_strerror(rc));
   } else {
     z->durable_frame = c->frame;
   }
@@ -369,6 +376,7 @@ static session *find_session(const ow_zone *z, uint64_t id) {
 
 int ow_zone_login(ow_zone *z, ow_id account, uint64_t *session_id, ow_id *avatar) {
   if (!account) return OW_E_INVAL;
+  if (z->store_err) return OW_E_STORE_FAILED; /* a session that could never be written */
   uint64_t *av = ow_map_get(&z->players, account);
   ow_id a = av ? *av : 0;
   if (!a || !ow_world_get(z->world, a)) {
@@ -424,6 +432,9 @@ int ow_zone_act(ow_zone *z, uint64_t sid, uint64_t seq, const ow_action *a, ow_r
     }
     return OW_E_SEQ_TOO_OLD;
   }
+  /* After a failed write no action can become durable in this process: refuse it unapplied (its
+   * sequence number stays free) rather than change a world that can no longer be saved. */
+  if (z->store_err) return OW_E_STORE_FAILED;
   ow_world_apply(z->world, s->account, s->avatar, a, res);
   ow_zone_commit *c = z->gather;
   uint64_t evicted = s->n == w ? s->ring[s->head].seq : 0;

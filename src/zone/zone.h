@@ -55,7 +55,8 @@ void ow_zone_close(ow_zone *z);
 ow_world *ow_zone_world(ow_zone *z);
 
 /* Starts a session for `account` (any non-zero id), creating its avatar and inventory on first
- * login. Session ids are random 64-bit numbers, never reused. */
+ * login. Session ids are random 64-bit numbers, never reused. OW_E_STORE_FAILED after a failed
+ * write: the session could never be written. */
 int ow_zone_login(ow_zone *z, ow_id account, uint64_t *session, ow_id *avatar);
 /* Looks a session up (after a reconnect or a restart). OW_E_NO_SESSION if unknown. */
 int ow_zone_session(ow_zone *z, uint64_t session, ow_id *account, ow_id *avatar, uint64_t *last_seq);
@@ -64,7 +65,9 @@ int ow_zone_session(ow_zone *z, uint64_t session, ow_id *account, ow_id *avatar,
  * seen returns the original result (and *replayed = true) and changes nothing. Fills *res and
  * *frame (the frame the action belongs to; durable once ow_zone_durable_frame() >= *frame).
  * Returns 0 when the action was processed (its own outcome is in res->code), OW_E_NO_SESSION,
- * OW_E_INVAL (seq 0) or OW_E_SEQ_TOO_OLD (seq older than the replay window). */
+ * OW_E_INVAL (seq 0), OW_E_SEQ_TOO_OLD (seq older than the replay window) or OW_E_STORE_FAILED
+ * (a write failed earlier: the action is not applied and its seq stays free; replays of applied
+ * actions are still answered, and are durable only if *frame <= ow_zone_durable_frame()). */
 int ow_zone_act(ow_zone *z, uint64_t session, uint64_t seq, const ow_action *a, ow_result *res,
                 uint64_t *frame, bool *replayed);
 
@@ -83,8 +86,10 @@ bool ow_zone_commit_wanted(const ow_zone *z, bool checkpoint);
 int ow_zone_commit_begin(ow_zone *z, bool checkpoint, ow_zone_commit **out);
 /* Writes the commit to the store. Safe on any thread; touches only the commit and the store. */
 int ow_zone_commit_run(ow_zone_commit *c);
-/* Back on the zone's thread: reports the frame through on_durable. A failure is sticky: no later
- * frame is ever confirmed durable until the process restarts and re-reads the store. */
+/* Back on the zone's thread: reports the frame through on_durable. A failure is sticky: nothing is
+ * written again and no later frame is ever confirmed durable until the process restarts and
+ * re-reads the store; later commit_begin calls report what gathered (actions, puts) with the same
+ * error, and new actions and logins are refused with OW_E_STORE_FAILED. */
 void ow_zone_commit_end(ow_zone *z, ow_zone_commit *c, int rc);
 /* begin + run + end on the calling thread, until nothing is left to commit. */
 int ow_zone_commit_sync(ow_zone *z, bool checkpoint);

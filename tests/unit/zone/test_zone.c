@@ -1,4 +1,5 @@
 /* zone: sessions, exactly-once replays, frames, durability callbacks and recovery. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -208,12 +209,81 @@ static void test_frame_log(void **state) {
   assert_int_equal(c.x, 3);
 }
 
+/* A failed write (the rc the thread pool hands back) is sticky: nothing later is ever confirmed,
+ * new actions and logins are refused, and a reopen re-reads only what was confirmed. The real
+ * disk faults (EIO, ENOSPC, short writes, failed fsync) are injected under the real server by
+ * tests/faults. */
+static void test_failed_commit_is_sticky(void **state) {
+  fixture *fx = *state;
+  uint64_t sid, frame, f2;
+  ow_id avatar;
+  assert_int_equal(ow_zone_login(fx->zone, 5, &sid, &avatar), 0);
+  ow_action mv = {.type = OW_ACT_MOVE, .target = avatar};
+  ow_transform_identity(&mv.xf);
+  ow_result r;
+  bool replayed;
+  mv.xf.pos[0] = 1;
+  assert_int_equal(ow_zone_act(fx->zone, sid, 1, &mv, &r, &frame, &replayed), 0);
+  assert_int_equal(ow_zone_commit_sync(fx->zone, false), 0);
+  uint64_t durable = ow_zone_durable_frame(fx->zone);
+  assert_int_equal(durable, frame);
+
+  mv.xf.pos[0] = 2;
+  assert_int_equal(ow_zone_act(fx->zone, sid, 2, &mv, &r, &f2, &replayed), 0);
+  ow_zone_commit *c;
+  assert_int_equal(ow_zone_commit_begin(fx->zone, false, &c), 0);
+  assert_non_null(c);
+  /* Applied while the write is in flight: gathers into the next frame. */
+  mv.xf.pos[0] = 3;
+  assert_int_equal(ow_zone_act(fx->zone, sid, 3, &mv, &r, &frame, &replayed), 0);
+  assert_true(frame > f2);
+  fx->durable_actions = 0;
+  ow_zone_commit_end(fx->zone, c, -EIO);
+  assert_int_equal(fx->last_status, -EIO);
+  assert_int_equal(fx->last_frame, f2);
+  assert_int_equal(ow_zone_durable_frame(fx->zone), durable);
+  assert_int_equal(ow_zone_store_error(fx->zone), -EIO);
+
+  /* Refused, not applied: the avatar stays where seq 3 put it in memory. */
+  mv.xf.pos[0] = 4;
+  assert_int_equal(ow_zone_act(fx->zone, sid, 4, &mv, &r, &frame, &replayed), OW_E_STORE_FAILED);
+  assert_true(ow_world_get(ow_zone_world(fx->zone), avatar)->xf.pos[0] == 3);
+  uint64_t sid2;
+  assert_int_equal(ow_zone_login(fx->zone, 6, &sid2, NULL), OW_E_STORE_FAILED);
+  /* Replays are answered from memory, with frames that say whether they are durable. */
+  assert_int_equal(ow_zone_act(fx->zone, sid, 1, &mv, &r, &frame, &replayed), 0);
+  assert_true(replayed && frame <= durable);
+  assert_int_equal(ow_zone_act(fx->zone, sid, 2, &mv, &r, &frame, &replayed), 0);
+  assert_true(replayed && frame == f2);
+  /* The next commit writes nothing and reports what gathered (seq 3) with the same error. */
+  fx->durable_actions = 0;
+  assert_int_equal(ow_zone_commit_begin(fx->zone, true, &c), -EIO);
+  assert_null(c);
+  assert_int_equal(fx->durable_actions, 1);
+  assert_int_equal(fx->last_status, -EIO);
+  assert_int_equal(ow_zone_commit_sync(fx->zone, true), -EIO);
+  assert_int_equal(ow_zone_durable_frame(fx->zone), durable);
+
+  /* A restart re-reads the store: seq 1 is there, seq 2 and 3 are not. */
+  close_zone(fx);
+  open_zone(fx);
+  assert_int_equal(ow_zone_store_error(fx->zone), 0);
+  assert_int_equal(ow_zone_durable_frame(fx->zone), durable);
+  uint64_t last_seq;
+  assert_int_equal(ow_zone_session(fx->zone, sid, NULL, NULL, &last_seq), 0);
+  assert_int_equal(last_seq, 1);
+  assert_true(ow_world_get(ow_zone_world(fx->zone), avatar)->xf.pos[0] == 1);
+  assert_int_equal(ow_zone_act(fx->zone, sid, 2, &mv, &r, &frame, &replayed), 0);
+  assert_false(replayed);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_seed_world, setup, teardown),
       cmocka_unit_test_setup_teardown(test_harvest_craft_build_recover, setup, teardown),
       cmocka_unit_test_setup_teardown(test_bad_sessions, setup, teardown),
       cmocka_unit_test_setup_teardown(test_frame_log, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_failed_commit_is_sticky, setup, teardown),
   };
   return cmocka_run_group_tests_name("zone", tests, NULL, NULL);
 }
