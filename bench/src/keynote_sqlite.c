@@ -181,7 +181,7 @@ int main(int argc, char **argv) {
   check_balances("after");
   sqlite3_close(db);
 
-  printf("accounts=%u\nconnections=1\n", opt.accounts);
+  printf("accounts=%u\nconnections=1\nversion=%s\n", opt.accounts, sqlite3_libversion());
   kn_report(&lat, in_window, opt.duration, errors);
   printf("durable_total=%llu\nbalances_conserved=1\n", (unsigned long long)total);
   if (opt.latency_out && kn_lat_write_cdf(&lat, opt.latency_out))
