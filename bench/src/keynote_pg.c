@@ -248,7 +248,12 @@ int main(int argc, char **argv) {
     PQsetnonblocking(g.conns[i].c, 0);
   }
   check_balances(g.conns[0].c, "after");
-  for (int i = 0; i < opt.connections; i++) PQfinish(g.conns[i].c);
+  for (int i = 0; i < opt.connections; i++) {
+    PQfinish(g.conns[i].c);
+    free(g.conns[i].sent);
+  }
+  free(g.conns);
+  free(pfd);
 
   printf("accounts=%u\nconnections=%d\nwindow=%d\n", opt.accounts, opt.connections, opt.window);
   kn_report(&g.lat, g.in_window, opt.duration, g.errors);
