@@ -110,13 +110,13 @@ typedef struct scout {
   int coin, vault; /* type ids */
   ow_id avatar;
   bool joined, closed;
-  uint32_t group, ngroups;
-  bool moving; /* a move is on its way; wait for its APPLIED and the next snapshot */
+  uint32_t group, ngroups; /* the group of vaults walked to, of how many */
   bool done;
+  /* What the snapshots showed, kept when it leaves the view (leaving the view is not leaving the
+   * world). */
   ow_map vaults; /* vault id -> 1 */
   ow_map stacks; /* vault id -> stack id */
   ow_map counts; /* stack id -> count */
-  ow_map parent; /* stack id -> vault id */
 } scout;
 
 static struct {
@@ -189,7 +189,6 @@ static void scout_move(scout *s) {
   vault_pos(s->group * (uint32_t)opt.per_cell, a.xf.pos);
   int rc = ow_client_action(s->c, &a, NULL);
   if (rc < 0) error("scout move: %s", ow_err_name(rc));
-  s->moving = true;
 }
 
 static void scout_joined(ow_client *c, void *ud, uint32_t req, const ow_client_world *w) {
@@ -223,12 +222,7 @@ static void scout_entity(ow_client *c, void *ud, const ow_wire_entity *e) {
     if (old && *old != e->id) error("vault %llu holds two stacks", (unsigned long long)e->parent);
     ow_map_set(&s->stacks, e->parent, e->id);
     ow_map_set(&s->counts, e->id, e->count);
-    ow_map_set(&s->parent, e->id, e->parent);
   }
-}
-
-static void scout_removed(ow_client *c, void *ud, uint64_t id) {
-  (void)c, (void)ud, (void)id; /* leaving the view is not leaving the world: keep what we saw */
 }
 
 /* After each complete snapshot: once the current group is all seen, walk to the next one. */
@@ -239,7 +233,6 @@ static void scout_snapshot(ow_client *c, void *ud, uint32_t id, uint32_t base, u
   uint32_t want = (s->group + 1) * (uint32_t)opt.per_cell;
   if (want > opt.accounts) want = opt.accounts;
   if (s->vaults.len < want || s->stacks.len < want) return;
-  s->moving = false;
   if (++s->group < s->ngroups) {
     scout_move(s);
   } else {
@@ -280,11 +273,10 @@ static uint64_t scout_run(const char *name, bool learn) {
   ow_map_init(&s.vaults);
   ow_map_init(&s.stacks);
   ow_map_init(&s.counts);
-  ow_map_init(&s.parent);
   ow_client_callbacks cb = {.on_welcome = scout_welcome, .on_ok = scout_ok,
                             .on_session = scout_session, .on_joined = scout_joined,
                             .on_applied = scout_applied, .on_entity = scout_entity,
-                            .on_removed = scout_removed, .on_snapshot = scout_snapshot,
+                            .on_snapshot = scout_snapshot,
                             .on_error = scout_error, .on_close = scout_close};
   s.c = ow_client_create(g.ctx, &cb, &s);
   if (ow_client_connect(s.c, opt.host, opt.port, "/ws") || ow_client_hello(s.c, "keynote_ow") < 0) {
@@ -298,8 +290,8 @@ static uint64_t scout_run(const char *name, bool learn) {
             s.stacks.len, (kn_now_ns() - t0) / 1e9);
   if (g.errors) exit(1);
   if (s.vaults.len != opt.accounts || s.stacks.len != opt.accounts) {
-    fprintf(stderr, "keynote_ow: the server holds %zu vaults and %zu stacks, expected %u each: was it "
-            "started on a content file written with the same --accounts?\n",
+    fprintf(stderr, "keynote_ow: the server holds %zu vaults and %zu stacks, expected %u each: "
+            "was it started on a content file written with the same --accounts?\n",
             s.vaults.len, s.stacks.len, opt.accounts);
     exit(1);
   }
@@ -332,7 +324,6 @@ static uint64_t scout_run(const char *name, bool learn) {
   ow_map_deinit(&s.vaults);
   ow_map_deinit(&s.stacks);
   ow_map_deinit(&s.counts);
-  ow_map_deinit(&s.parent);
   return sum;
 }
 
@@ -570,8 +561,9 @@ int main(int argc, char **argv) {
   }
 
   /* 2. Connect, register, log in, join. */
-  ow_client_callbacks cb = {.on_welcome = conn_welcome, .on_ok = conn_ok, .on_session = conn_session,
-                            .on_joined = conn_joined, .on_applied = conn_applied,
+  ow_client_callbacks cb = {.on_welcome = conn_welcome, .on_ok = conn_ok,
+                            .on_session = conn_session, .on_joined = conn_joined,
+                            .on_applied = conn_applied,
                             .on_durable = conn_durable, .on_error = conn_error,
                             .on_close = conn_close};
   for (int i = 0; i < opt.connections; i++) {
@@ -580,7 +572,8 @@ int main(int argc, char **argv) {
     snprintf(k->name, sizeof k->name, "kn-%d", i);
     kn_rng_seed(&k->rng, opt.seed, (uint64_t)i);
     k->c = ow_client_create(g.ctx, &cb, k);
-    if (ow_client_connect(k->c, opt.host, opt.port, "/ws") || ow_client_hello(k->c, "keynote_ow") < 0) {
+    if (ow_client_connect(k->c, opt.host, opt.port, "/ws") ||
+        ow_client_hello(k->c, "keynote_ow") < 0) {
       fprintf(stderr, "keynote_ow: cannot connect\n");
       return 1;
     }

@@ -124,8 +124,8 @@ static void check_balances(PGconn *c, const char *when) {
             min = atoll(PQgetvalue(r, 0, 2));
   PQclear(r);
   if (n != opt.accounts || sum != (long long)opt.accounts * opt.balance || min < 0) {
-    fprintf(stderr, "keynote_pg: %s: %lld accounts holding %lld (min %lld), expected %u holding %lld: "
-            "was the database loaded with the same --accounts and --balance?\n",
+    fprintf(stderr, "keynote_pg: %s: %lld accounts holding %lld (min %lld), expected %u holding "
+            "%lld: was the database loaded with the same --accounts and --balance?\n",
             when, n, sum, min, opt.accounts, (long long)opt.accounts * opt.balance);
     exit(1);
   }
@@ -192,8 +192,8 @@ int main(int argc, char **argv) {
       return 1;
     }
     if (i == 0) check_balances(k->c, "before");
-    PGresult *r = PQprepare(k->c, "transfer", "SELECT transfer($1::integer, $2::integer, $3::bigint)",
-                            3, NULL);
+    PGresult *r = PQprepare(k->c, "transfer",
+                            "SELECT transfer($1::integer, $2::integer, $3::bigint)", 3, NULL);
     if (PQresultStatus(r) != PGRES_COMMAND_OK) {
       fprintf(stderr, "keynote_pg: prepare: %s", PQresultErrorMessage(r));
       return 1;

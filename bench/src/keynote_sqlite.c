@@ -63,7 +63,8 @@ static void check_balances(const char *when) {
             min = sqlite3_column_int64(s, 2);
   sqlite3_finalize(s);
   if (n != opt.accounts || sum != (long long)opt.accounts * opt.balance || min < 0) {
-    fprintf(stderr, "keynote_sqlite: %s: %lld accounts holding %lld (min %lld), expected %u holding %lld\n",
+    fprintf(stderr,
+            "keynote_sqlite: %s: %lld accounts holding %lld (min %lld), expected %u holding %lld\n",
             when, n, sum, min, opt.accounts, (long long)opt.accounts * opt.balance);
     exit(1);
   }
@@ -121,7 +122,8 @@ int main(int argc, char **argv) {
   exec("PRAGMA journal_mode=WAL");
   exec("PRAGMA synchronous=FULL");
   sqlite3_stmt *jm = prepare("PRAGMA journal_mode");
-  if (sqlite3_step(jm) != SQLITE_ROW || strcmp((const char *)sqlite3_column_text(jm, 0), "wal")) {
+  if (sqlite3_step(jm) != SQLITE_ROW ||
+      strcmp((const char *)sqlite3_column_text(jm, 0), "wal")) {
     fprintf(stderr, "keynote_sqlite: WAL mode refused\n");
     return 1;
   }
@@ -140,7 +142,8 @@ int main(int argc, char **argv) {
 
   sqlite3_stmt *begin = prepare("BEGIN IMMEDIATE"), *commit = prepare("COMMIT"),
                *rollback = prepare("ROLLBACK");
-  sqlite3_stmt *debit = prepare("UPDATE accounts SET balance = balance - ?1 WHERE id = ?2 AND balance >= ?1");
+  sqlite3_stmt *debit =
+      prepare("UPDATE accounts SET balance = balance - ?1 WHERE id = ?2 AND balance >= ?1");
   sqlite3_stmt *credit = prepare("UPDATE accounts SET balance = balance + ?1 WHERE id = ?2");
   kn_rng *rng = calloc((size_t)opt.connections, sizeof *rng);
   if (!rng) return 1;

@@ -33,7 +33,8 @@ void kn_lat_free(kn_lat *l);
 void kn_report(kn_lat *l, uint64_t transfers, double seconds, uint64_t errors);
 
 /* Writes the latency distribution for plotting: lines "latency_ms fraction_at_or_below", about
- * 400 points spaced evenly on a log scale of 1 - fraction. Returns 0 or -1. Call after kn_report. */
+ * 400 points spaced evenly on a log scale of 1 - fraction. Returns 0 or -1. Call after
+ * kn_report (which sorts the samples). */
 int kn_lat_write_cdf(const kn_lat *l, const char *path);
 
 /* Parses a positive integer / number option; exits with a message on a bad value. */

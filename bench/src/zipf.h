@@ -5,9 +5,9 @@
  *
  * Zipf(N, alpha): account k (0-based; rank k + 1) is drawn with probability proportional to
  * 1 / (k + 1)^alpha. Drawn by inverting an exact cumulative table (N doubles) with a binary search.
- * A transfer draws `from`, then draws `to` again until it differs (SpacetimeDB's keynote-2 does the
- * same). With alpha = 1.5 and 100,000 accounts, account 0 is drawn 38 % of the time and takes part in
- * 63 % of the transfers.
+ * A transfer draws `from`, then draws `to` again until it differs (SpacetimeDB's keynote-2 does
+ * the same). With alpha = 1.5 and 100,000 accounts, account 0 is drawn 38 % of the time and takes
+ * part in 63 % of the transfers.
  */
 #ifndef KN_ZIPF_H
 #define KN_ZIPF_H
