@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what otherworld needs to build and run, from Debian's packages, if it is missing; with
-# --test also what the test suite needs (the Godot 3.2 headless binary). Safe to run again: it
+# --test also what the test suite needs (the Godot 3.2 headless binary; valgrind; PostgreSQL 15,
+# libpq, SQLite and gnuplot for the keynote benchmark's peers and its plot). Safe to run again: it
 # does nothing when everything is there.
 set -euo pipefail
 
@@ -8,7 +9,9 @@ PKGS=(build-essential cmake pkg-config clang
       liblmdb-dev lmdb-utils libuv1-dev libjansson-dev libcmocka-dev libsodium-dev libzstd-dev
       libwebsockets-dev)
 
-if [ "${1:-}" = "--test" ]; then PKGS+=(godot3-server valgrind); fi
+if [ "${1:-}" = "--test" ]; then
+  PKGS+=(godot3-server valgrind postgresql-15 libpq-dev libsqlite3-dev gnuplot-nox)
+fi
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -34,6 +34,7 @@ typedef struct pending_action {
   uint32_t gen;   /* connection it was last sent on (0: not sent yet) */
   uint32_t applied_gen; /* connection on which APPLIED arrived (0: none): frame is meaningful */
   uint64_t frame;       /* APPLIED's frame */
+  bool durable;         /* listed by the DURABLE being handled */
   ow_action a;
 } pending_action;
 
@@ -703,9 +704,11 @@ static void on_durable_msg(ow_client *c, const ow_msg *m) {
   }
   for (uint16_t i = 0; i < n; i++) c->seqs[i] = ow_proto_durable_seq(m, i);
   if (m->u.durable.status == 0) {
+    /* The listed actions are marked and removed with the others below in one pass: removing
+     * them one by one moved the whole window for each. */
     for (uint16_t i = 0; i < n; i++) {
       pending_action *pa = act_find(c, c->seqs[i]);
-      if (pa) act_remove(c, pa);
+      if (pa) pa->durable = true;
     }
     /* Frames are committed in order, so every action applied in this frame or an earlier one is
      * durable too, listed or not (the document does not say whether refused actions are listed).
@@ -713,7 +716,8 @@ static void on_durable_msg(ow_client *c, const ow_msg *m) {
      * number its frames again from the last one it wrote. */
     size_t w = 0;
     for (size_t i = 0; i < c->nacts; i++)
-      if (!(c->acts[i].applied_gen == c->gen && c->acts[i].frame <= m->u.durable.frame))
+      if (!c->acts[i].durable &&
+          !(c->acts[i].applied_gen == c->gen && c->acts[i].frame <= m->u.durable.frame))
         c->acts[w++] = c->acts[i];
     c->nacts = w;
   } else {

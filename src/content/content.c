@@ -312,7 +312,7 @@ static int parse_world(parser *p, json_t *w) {
     char where[64];
     snprintf(where, sizeof where, "world.entities[%zu]", i);
     if (!json_is_object(e)) return fail(p, "%s: expected an object", where);
-    static const char *const ek[] = {"type", "pos", "rot", "scale", NULL};
+    static const char *const ek[] = {"type", "pos", "rot", "scale", "items", NULL};
     if (check_keys(p, e, where, ek)) return OW_E_CONTENT;
     json_t *ty = json_object_get(e, "type");
     if (!json_is_string(ty)) return fail(p, "%s.type: expected a type name", where);
@@ -338,6 +338,22 @@ static int parse_world(parser *p, json_t *w) {
         if (!(s->xf.scale[j] > 0)) return fail(p, "%s.scale: components must be positive", where);
     }
     c->nseeds = (uint32_t)(i + 1);
+    json_t *items = json_object_get(e, "items");
+    if (items) {
+      snprintf(w2, sizeof w2, "%s.items", where);
+      const ow_type *ct = &c->types[id];
+      if (!ct->slots) return fail(p, "%s: only containers and vehicles hold items", w2);
+      if (itemcounts(p, items, w2, &s->items, &s->nitems)) return OW_E_CONTENT;
+      /* The stacks they make must fit, so that seeding cannot fail. */
+      uint64_t stacks = 0;
+      for (uint16_t j = 0; j < s->nitems; j++) {
+        uint32_t max = c->types[s->items[j].item].stack_max;
+        stacks += (s->items[j].count + max - 1) / max;
+      }
+      if (stacks > ct->slots)
+        return fail(p, "%s: needs %llu stacks, '%s' has %u slots", w2, (unsigned long long)stacks,
+                    ct->name, ct->slots);
+    }
   }
   return 0;
 }
@@ -456,6 +472,7 @@ void ow_content_destroy(ow_content *c) {
     ow_free(c->recipes[i].out);
   }
   ow_free(c->recipes);
+  for (uint32_t i = 0; c->seeds && i < c->nseeds; i++) ow_free(c->seeds[i].items);
   ow_free(c->seeds);
   for (uint16_t i = 0; i < c->nkeys; i++) ow_free(c->keys[i]);
   ow_free(c->keys);

@@ -82,6 +82,9 @@ typedef struct ow_recipe {
 typedef struct ow_seed {
   uint16_t type;
   ow_transform xf;
+  /* containers and vehicles: item units put into it when the world is seeded (stacking rule) */
+  ow_itemcount *items;
+  uint16_t nitems;
 } ow_seed;
 
 typedef struct ow_content {

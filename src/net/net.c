@@ -11,9 +11,15 @@
 
 typedef struct out_msg {
   struct out_msg *next;
-  size_t len;
-  uint8_t data[]; /* LWS_PRE bytes of headroom, then the payload */
+  size_t len, cap; /* payload bytes queued, and room for them */
+  uint8_t data[];  /* LWS_PRE bytes of headroom, then the payload */
 } out_msg;
+
+/* Small messages queued back to back share one WebSocket message (the protocol allows several
+ * protocol messages per WebSocket message), up to the protocol's 60 KiB: under load a client's
+ * replies then cost one write instead of one write each. A new message reserves this much room. */
+#define COALESCE_ROOM 4096u
+#define COALESCE_MAX (60u * 1024u)
 
 struct ow_conn {
   ow_net *net;
@@ -270,16 +276,25 @@ void ow_net_free(ow_net *n) {
 int ow_net_send(ow_conn *c, const void *p, size_t len) {
   if (c->closing) return OW_E_STATE;
   if (c->queued + len > c->net->cfg.send_limit) return OW_E_FULL;
-  out_msg *m = ow_malloc(sizeof *m + LWS_PRE + len);
+  c->queued += len;
+  out_msg *t = c->tail;
+  /* Nothing queued has been handed to lws yet (a message leaves the queue whole when written). */
+  if (t && t->len + len <= t->cap && t->len + len <= COALESCE_MAX) {
+    memcpy(t->data + LWS_PRE + t->len, p, len);
+    t->len += len;
+    return 0;
+  }
+  size_t cap = len < COALESCE_ROOM ? COALESCE_ROOM : len;
+  out_msg *m = ow_malloc(sizeof *m + LWS_PRE + cap);
   m->next = NULL;
   m->len = len;
+  m->cap = cap;
   memcpy(m->data + LWS_PRE, p, len);
   if (c->tail)
     c->tail->next = m;
   else
     c->head = m;
   c->tail = m;
-  c->queued += len;
   lws_callback_on_writable(c->wsi);
   return 0;
 }

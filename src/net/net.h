@@ -49,7 +49,8 @@ void ow_net_destroy(ow_net *n);
  * closes its last handles), then close it. */
 void ow_net_free(ow_net *n);
 
-/* Queues one WebSocket binary message (the bytes are copied). Returns OW_E_FULL when the
+/* Queues one WebSocket binary message (the bytes are copied); consecutive small ones may share
+ * one WebSocket message of at most 60 KiB, as the protocol allows. Returns OW_E_FULL when the
  * connection already has send_limit bytes queued (nothing is queued then), OW_E_STATE when it is
  * closing. */
 int ow_net_send(ow_conn *c, const void *p, size_t n);

@@ -564,6 +564,21 @@ static ow_id plan_apply(ow_world *w, plan *p) {
   return first;
 }
 
+int ow_world_give(ow_world *w, ow_id container, uint16_t item, uint32_t n, ow_id *first) {
+  uint32_t cs = find(w, container);
+  if (cs == OW_NONE) return OW_E_NOT_FOUND;
+  ow_entity *c = at(w, cs);
+  if (!type_of(w, c)->slots) return OW_E_NOT_CONTAINER;
+  if (item >= w->content->ntypes || w->content->types[item].kind != OW_KIND_ITEM) return OW_E_NOT_ITEM;
+  if (!n) return OW_E_BAD_COUNT;
+  plan *p = plan_load(w, 0, c);
+  int rc = plan_add(w, p, item, n);
+  if (rc) return rc;
+  ow_id f = plan_apply(w, p);
+  if (first) *first = f;
+  return 0;
+}
+
 /* ---- actions ----------------------------------------------------------------------------------- */
 
 static int act_move(ow_world *w, ow_id account, ow_entity *av, const ow_action *a, ow_result *r) {

@@ -103,6 +103,12 @@ void ow_world_region_each(const ow_world *w, ow_cell cell,
 int ow_world_spawn(ow_world *w, uint16_t type, ow_id owner, ow_id parent, const ow_transform *xf,
                    ow_id *out);
 
+/* Adds n units of item type `item` to container (or vehicle) `container` by the stacking rule
+ * (docs/world.md), outside any action: used to seed the world. Stacks take the container's owner.
+ * Returns 0 and the first receiving stack in *first (may be NULL), or OW_E_NOT_FOUND,
+ * OW_E_NOT_CONTAINER, OW_E_NOT_ITEM, OW_E_BAD_COUNT (n = 0), OW_E_FULL; nothing changes then. */
+int ow_world_give(ow_world *w, ow_id container, uint16_t item, uint32_t n, ow_id *first);
+
 /* Property access. get returns NULL when absent; the pointer is valid until the next change. */
 const ow_prop *ow_world_prop(const ow_entity *e, uint16_t key);
 

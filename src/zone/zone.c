@@ -511,7 +511,11 @@ static int recover(ow_zone *z) {
   if (rc == OW_E_NOT_FOUND) {
     /* An empty store: seed the content's default world (the first frame). */
     for (uint32_t i = 0; i < z->content->nseeds; i++) {
-      rc = ow_world_spawn(z->world, z->content->seeds[i].type, 0, 0, &z->content->seeds[i].xf, NULL);
+      const ow_seed *sd = &z->content->seeds[i];
+      ow_id id;
+      rc = ow_world_spawn(z->world, sd->type, 0, 0, &sd->xf, &id);
+      for (uint16_t j = 0; !rc && j < sd->nitems; j++)
+        rc = ow_world_give(z->world, id, sd->items[j].item, sd->items[j].count, NULL);
       if (rc) return rc;
     }
     z->write_format = true;

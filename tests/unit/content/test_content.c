@@ -106,6 +106,35 @@ static void test_errors_name_the_place(void **state) {
                "scale: components must be positive");
 }
 
+/* A seeded container may hold items: they must be item types and their stacks must fit. */
+static void test_seed_items(void **state) {
+  (void)state;
+  const char *j = "{\"format\":1,\"types\":[" BASE_TYPES "],\"avatar\":\"av\",\"inventory\":\"inv\","
+                  "\"world\":{\"spawn\":[0,0,0],\"entities\":[{\"type\":\"inv\",\"pos\":[5,0,5],"
+                  "\"items\":{\"wood\":40}},{\"type\":\"inv\",\"pos\":[6,0,5]}]}}";
+  ow_content *c;
+  char err[256];
+  assert_int_equal(ow_content_load_string(j, strlen(j), &c, err, sizeof err), 0);
+  assert_int_equal(c->nseeds, 2);
+  assert_int_equal(c->seeds[0].nitems, 1);
+  assert_int_equal(c->seeds[0].items[0].item, ow_content_type_id(c, "wood", 4));
+  assert_int_equal(c->seeds[0].items[0].count, 40);
+  assert_int_equal(c->seeds[1].nitems, 0);
+  ow_content_destroy(c);
+  expect_error("{\"format\":1,\"types\":[" BASE_TYPES ",{\"name\":\"wall\",\"kind\":\"structure\"}],"
+               "\"avatar\":\"av\",\"inventory\":\"inv\",\"world\":{\"spawn\":[0,0,0],\"entities\":"
+               "[{\"type\":\"wall\",\"pos\":[0,0,0],\"items\":{\"wood\":1}}]}}",
+               "world.entities[0].items: only containers and vehicles hold items");
+  expect_error("{\"format\":1,\"types\":[" BASE_TYPES "],\"avatar\":\"av\",\"inventory\":\"inv\","
+               "\"world\":{\"spawn\":[0,0,0],\"entities\":[{\"type\":\"inv\",\"pos\":[0,0,0],"
+               "\"items\":{\"wood\":41}}]}}",
+               "world.entities[0].items: needs 5 stacks, 'inv' has 4 slots");
+  expect_error("{\"format\":1,\"types\":[" BASE_TYPES "],\"avatar\":\"av\",\"inventory\":\"inv\","
+               "\"world\":{\"spawn\":[0,0,0],\"entities\":[{\"type\":\"inv\",\"pos\":[0,0,0],"
+               "\"items\":{\"inv\":1}}]}}",
+               "'inv' is not an item type");
+}
+
 static void test_missing_file(void **state) {
   (void)state;
   ow_content *c;
@@ -119,6 +148,7 @@ int main(void) {
       cmocka_unit_test(test_default_content),
       cmocka_unit_test(test_minimal_ok),
       cmocka_unit_test(test_errors_name_the_place),
+      cmocka_unit_test(test_seed_items),
       cmocka_unit_test(test_missing_file),
   };
   return cmocka_run_group_tests_name("content", tests, NULL, NULL);

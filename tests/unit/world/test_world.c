@@ -402,6 +402,34 @@ static void test_records(void **state) {
   ow_buf_deinit(&child);
 }
 
+/* Seeding: ow_world_give follows the stacking rule and refuses what would not fit, changing
+ * nothing then. */
+static void test_give(void **state) {
+  fx *f = *state;
+  uint16_t wood = (uint16_t)type_id(f, "wood");
+  ow_id first;
+  assert_int_equal(ow_world_give(f->w, f->chest, wood, 150, &first), 0);
+  const ow_entity *s1 = ow_world_get(f->w, first);
+  assert_non_null(s1);
+  assert_int_equal(s1->count, 100);
+  assert_int_equal(s1->parent, f->chest);
+  assert_int_equal(s1->owner, 0);
+  assert_int_equal(ow_world_get(f->w, first + 1)->count, 50);
+  /* The second stack has room: it is filled first. */
+  assert_int_equal(ow_world_give(f->w, f->chest, wood, 30, &first), 0);
+  assert_int_equal(ow_world_get(f->w, first)->count, 80);
+  size_t n = ow_world_count(f->w);
+  assert_int_equal(ow_world_give(f->w, f->chest, wood, 100u * 24, NULL), OW_E_FULL);
+  assert_int_equal(ow_world_give(f->w, f->tree, wood, 1, NULL), OW_E_NOT_CONTAINER);
+  assert_int_equal(ow_world_give(f->w, f->chest, (uint16_t)type_id(f, "chest"), 1, NULL), OW_E_NOT_ITEM);
+  assert_int_equal(ow_world_give(f->w, 999999, wood, 1, NULL), OW_E_NOT_FOUND);
+  assert_int_equal(ow_world_give(f->w, f->chest, wood, 0, NULL), OW_E_BAD_COUNT);
+  assert_int_equal(ow_world_count(f->w), n);
+  uint64_t totals[64] = {0};
+  ow_world_item_totals(f->w, totals);
+  assert_int_equal(totals[wood], 180);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_transfer_split_merge, setup, teardown),
@@ -410,6 +438,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_build_craft_door_vehicle, setup, teardown),
       cmocka_unit_test_setup_teardown(test_change_tracking, setup, teardown),
       cmocka_unit_test_setup_teardown(test_records, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_give, setup, teardown),
   };
   return cmocka_run_group_tests_name("world", tests, NULL, NULL);
 }

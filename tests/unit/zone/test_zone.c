@@ -86,6 +86,43 @@ static void test_seed_world(void **state) {
   assert_int_equal(ow_zone_durable_frame(fx->zone), 1);
 }
 
+/* A seeded container receives its items by the stacking rule, in the first frame, and keeps
+ * them across a restart. */
+static void test_seed_items(void **state) {
+  fixture *fx = *state;
+  close_zone(fx);
+  ow_test_rmdir(fx->dir);
+  fx->dir = ow_test_mkdtemp("zone");
+  ow_content_destroy(fx->content);
+  const char *j = "{\"format\":1,\"types\":[{\"name\":\"coin\",\"kind\":\"item\",\"stack_max\":100},"
+                  "{\"name\":\"av\",\"kind\":\"avatar\"},{\"name\":\"vault\",\"kind\":\"container\","
+                  "\"slots\":3}],\"avatar\":\"av\",\"inventory\":\"vault\",\"world\":{\"spawn\":[0,0,0],"
+                  "\"entities\":[{\"type\":\"vault\",\"pos\":[900,0,0],\"items\":{\"coin\":250}}]}}";
+  char err[256];
+  assert_int_equal(ow_content_load_string(j, strlen(j), &fx->content, err, sizeof err), 0);
+  for (int round = 0; round < 2; round++) {
+    open_zone(fx);
+    assert_int_equal(ow_zone_load_info(fx->zone)->seeded, round == 0);
+    ow_world *w = ow_zone_world(fx->zone);
+    assert_int_equal(ow_world_count(w), 4); /* the vault and stacks of 100, 100 and 50 */
+    const ow_entity *v = ow_world_get(w, 1);
+    assert_non_null(v);
+    uint32_t counts[3] = {100, 100, 50};
+    for (ow_id id = 2; id <= 4; id++) {
+      const ow_entity *st = ow_world_get(w, id);
+      assert_non_null(st);
+      assert_int_equal(st->parent, 1);
+      assert_int_equal(st->owner, 0);
+      assert_int_equal(st->count, counts[id - 2]);
+    }
+    uint64_t totals[3];
+    ow_world_item_totals(w, totals);
+    assert_int_equal(totals[0], 250);
+    close_zone(fx);
+  }
+  open_zone(fx);
+}
+
 static void test_harvest_craft_build_recover(void **state) {
   fixture *fx = *state;
   uint64_t sid;
@@ -280,6 +317,7 @@ static void test_failed_commit_is_sticky(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_seed_world, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_seed_items, setup, teardown),
       cmocka_unit_test_setup_teardown(test_harvest_craft_build_recover, setup, teardown),
       cmocka_unit_test_setup_teardown(test_bad_sessions, setup, teardown),
       cmocka_unit_test_setup_teardown(test_frame_log, setup, teardown),
