@@ -14,44 +14,27 @@
 
 #include "otherworld/client.h"
 #include "otherworld/protocol.h"
+#include "support.h"
 
 static char dir[] = "/tmp/ow-restart-XXXXXX";
-static pid_t server = -1;
+static ow_test_server server;
 
 static void die(const char *what) {
   fprintf(stderr, "restart_resume: FAIL: %s\n", what);
-  if (server > 0) kill(server, SIGKILL);
+  if (server.pid > 0) ow_test_server_stop(&server, SIGKILL);
   exit(1);
 }
 
-/* Starts the server on a free port and returns the port, read from its "listening" line. */
+/* Starts the server on a free port (tests/support) and returns the port. */
 static int start(const char *bin) {
   static int runs;
   char log[300], data[300];
-  snprintf(log, sizeof log, "%s/server%d.log", dir, ++runs); /* a fresh log: no stale port */
+  snprintf(log, sizeof log, "%s/server%d.log", dir, ++runs);
   snprintf(data, sizeof data, "%s/data", dir);
-  server = fork();
-  if (server == 0) {
-    freopen(log, "w", stderr);
-    execl(bin, bin, "--data_dir", data, "--bind", "127.0.0.1", "--port", "0", "--shutdown_notice_s",
-          "0.2", "--pwhash_ops", "1", "--pwhash_mem_kb", "64", (char *)NULL);
-    _exit(127);
-  }
-  for (int i = 0; i < 200; i++) {
-    FILE *f = fopen(log, "r");
-    char line[1024];
-    while (f && fgets(line, sizeof line, f)) {
-      char *u = strstr(line, "url=ws://127.0.0.1:");
-      if (u) {
-        fclose(f);
-        return atoi(u + strlen("url=ws://127.0.0.1:"));
-      }
-    }
-    if (f) fclose(f);
-    usleep(50000);
-  }
-  die("server did not start");
-  return 0;
+  const char *args[] = {"--shutdown_notice_s", "0.2", "--pwhash_ops", "1", "--pwhash_mem_kb", "64",
+                        NULL};
+  if (ow_test_server_start(&server, bin, data, log, args, 30000)) die("server did not start");
+  return server.port;
 }
 
 typedef struct st {
@@ -148,11 +131,10 @@ int main(int argc, char **argv) {
   for (int i = 1; i <= 3; i++) move(c, a.s.avatar, (float)i);
   pump(ctx, &a.durable, 3, "three moves not durable");
 
-  kill(server, SIGTERM);
+  kill(server.pid, SIGTERM);
   pump(ctx, &a.system_event, 1, "no 'restarting' EVENT");
   pump(ctx, &a.bye_shutdown, 1, "no BYE shutdown");
-  int status;
-  waitpid(server, &status, 0);
+  int status = ow_test_server_stop(&server, 0); /* already signalled: reap it */
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) die("server did not exit 0 on SIGTERM");
   pump(ctx, &a.closed, 1, "connection not closed");
   ow_client_destroy(c);
@@ -180,8 +162,7 @@ int main(int argc, char **argv) {
 
   ow_client_destroy(c);
   ow_client_ctx_destroy(ctx);
-  kill(server, SIGTERM);
-  waitpid(server, &status, 0);
+  status = ow_test_server_stop(&server, SIGTERM);
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) die("server did not exit 0 the second time");
   char cmd[400];
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);

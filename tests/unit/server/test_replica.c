@@ -85,7 +85,7 @@ static int setup(void **state) {
   f->store = ow_test_store(f->dir);
   ow_zone_config zc = ow_test_zone_config();
   assert_int_equal(ow_zone_open(&f->zone, &zc, f->content, f->store, on_durable, f), 0);
-  f->rep = ow_replica_create(ow_zone_world(f->zone));
+  f->rep = ow_replica_create(ow_zone_world(f->zone), ow_zone_durable_frame(f->zone));
   f->view = ow_view_create();
   *state = f;
   return 0;
