@@ -1338,6 +1338,7 @@ static bool all_seen_recovered(void) {
 }
 
 static void setup(void) {
+  g.quiesce = true; /* no workload before every player has walked home */
   start_server();
   if (!pump_until(setup_known, 60000, "players registered, logged in and joined"))
     fatal("setup failed");
@@ -1347,7 +1348,6 @@ static void setup(void) {
     xf_at(&a, p->home[0], p->home[2], 0);
     issue(p, &a, 0, 0);
   }
-  g.quiesce = true;
   if (!pump_until(all_quiet, 60000, "the walk home confirmed")) fatal("setup failed");
   g.quiesce = false;
 }
