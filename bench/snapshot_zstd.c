@@ -76,7 +76,7 @@ int main(int argc, char **argv) {
   ow_zone_config zc = {.world = {.region_size = 256, .reach = 8, .bound = 1e6f}, .replay_window = 64};
   if (ow_zone_open(&zone, &zc, content, store, on_durable, NULL)) return 1;
   ow_world *w = ow_zone_world(zone);
-  rep = ow_replica_create(w);
+  rep = ow_replica_create(w, ow_zone_durable_frame(zone));
   ow_cell origin = {0, 0};
 
   acc seed = {0};

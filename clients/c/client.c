@@ -637,6 +637,15 @@ int ow_client_action(ow_client *c, const ow_action *a, uint64_t *seq) {
 
 size_t ow_client_unconfirmed(const ow_client *c) { return c->nacts; }
 
+int ow_client__action_at(ow_client *c, uint64_t seq, const ow_action *a) {
+  if (!a || !seq) return OW_E_INVAL;
+  if (!c->joined) return OW_E_STATE;
+  ow_msg m = {.type = OW_MSG_ACTION};
+  m.u.action.seq = seq;
+  m.u.action.action = *a;
+  return send_req(c, &m, false);
+}
+
 /* ---- receiving ------------------------------------------------------------------------------- */
 
 static int fail(ow_client *c, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

@@ -1,6 +1,7 @@
 /*
- * client internals exposed to the unit test only: drive a client without a socket. The transport
- * callback uses ow_client__rx() itself, so the test exercises the same reassembly and dispatch.
+ * client internals exposed to tests only: drive a client without a socket (the unit test; the
+ * transport callback uses ow_client__rx() itself, so the test exercises the same reassembly and
+ * dispatch), or send what a well-behaved client never sends (the chaos test).
  */
 #ifndef OW_CLIENT_INT_H
 #define OW_CLIENT_INT_H
@@ -28,5 +29,12 @@ bool ow_client__take_pose(ow_client *c, ow_buf *out);
 
 /* Entities stored in the table, absent ones (kept for possible delta bases) included. */
 size_t ow_client__stored(const ow_client *c);
+
+/* Sends an ACTION with the given sequence number on the joined connection, outside the library's
+ * numbering and without keeping it: the chaos test re-sends already confirmed sequence numbers to
+ * check that the server answers them with the original result (replayed). The reply arrives
+ * through on_applied (and on_durable) as usual. Returns the request id; OW_E_STATE when not
+ * joined, OW_E_INVAL for seq 0, -ENOBUFS when the queue is full. */
+int ow_client__action_at(ow_client *c, uint64_t seq, const ow_action *a);
 
 #endif

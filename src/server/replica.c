@@ -117,6 +117,7 @@ static void del(ow_replica *r, ow_id id, int32_t x, int32_t z, uint64_t ver) {
 typedef struct seed_ctx {
   ow_replica *r;
   ow_buf buf;
+  uint64_t frame;
 } seed_ctx;
 
 static void seed_one(void *ud, const ow_entity *e) {
@@ -124,15 +125,17 @@ static void seed_one(void *ud, const ow_entity *e) {
   x->buf.len = 0;
   ow_world_encode(x->r->world, e, &x->buf);
   ow_cell c = ow_world_region_cell(x->r->world, e->region);
-  put(x->r, e->id, c.x, c.z, x->buf.data, x->buf.len, 1);
+  put(x->r, e->id, c.x, c.z, x->buf.data, x->buf.len, x->frame);
 }
 
-ow_replica *ow_replica_create(ow_world *w) {
+ow_replica *ow_replica_create(ow_world *w, uint64_t frame) {
   ow_replica *r = ow_calloc(1, sizeof *r);
   r->world = w;
   ow_map_init(&r->by_id);
   ow_map_init(&r->cell_of);
-  seed_ctx x = {r, {0}};
+  /* The version of every entity is the recovered frame, so that snapshots sent before the next
+   * commit say which durable frame they show (they said 1 after every restart). */
+  seed_ctx x = {r, {0}, frame ? frame : 1};
   ow_world_each(w, seed_one, &x);
   ow_buf_deinit(&x.buf);
   return r;

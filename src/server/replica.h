@@ -14,8 +14,9 @@
 typedef struct ow_replica ow_replica;
 typedef struct ow_view ow_view;
 
-/* Builds the mirror from the world as it is now (right after recovery, all of it is durable). */
-ow_replica *ow_replica_create(ow_world *w);
+/* Builds the mirror from the world as it is now (right after recovery, all of it is durable):
+ * `frame` is the durable frame the world is at, which snapshots report until the next one. */
+ow_replica *ow_replica_create(ow_world *w, uint64_t frame);
 void ow_replica_destroy(ow_replica *r);
 /* Applies a durable frame's sealed entity puts and deletes. */
 void ow_replica_apply(ow_replica *r, const ow_batch *b, uint64_t frame);

@@ -1066,7 +1066,7 @@ int ow_server_create(ow_server **out, uv_loop_t *loop, ow_zone *zone, ow_zone_lo
   ow_map_init(&s->undelivered);
   float rs = ow_world_config_get(ow_zone_world(zone))->region_size;
   s->radius_cells = (int)ceilf(cfg->interest_radius / rs);
-  s->replica = ow_replica_create(ow_zone_world(zone));
+  s->replica = ow_replica_create(ow_zone_world(zone), ow_zone_durable_frame(zone));
   ow_net_handlers h = {on_open, on_message, on_oversize, on_close, status_json, s};
   int rc = ow_net_create(&s->net, loop, &cfg->net, &h);
   if (rc) {

@@ -104,21 +104,8 @@ ow_content *cr_content(void);
 ow_zone_config cr_zone_config(void);
 /* The inventory (a child of the inventory type) of `avatar`, 0 if none. */
 ow_id cr_inventory_of(ow_zone *z, ow_id avatar);
-/* Same result? (code, entity, count) */
-bool cr_result_eq(const ow_result *a, const ow_result *b);
-/* Same action, compared through its frame-record encoding? */
-bool cr_action_eq(const ow_action *a, const ow_action *b);
-
-/* Small deterministic generator (splitmix64), so that OW_CRASH_SEED replays a workload. */
-static inline uint64_t cr_rand(uint64_t *s) {
-  uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-static inline uint32_t cr_below(uint64_t *s, uint32_t n) {
-  return n ? (uint32_t)(cr_rand(s) % n) : 0;
-}
+/* Results and actions are compared, and workloads drawn (OW_CRASH_SEED replays one), with the
+ * shared helpers of tests/support: ow_test_result_eq, ow_test_action_eq, ow_test_rand. */
 
 /* The child's entry point: argv = {prog, "--child", dir, seed, run}. It runs until SIGKILL, or
  * until SIGTERM stops it cleanly (exit status 0). It exits with 3 after reporting a failed check

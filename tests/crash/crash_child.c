@@ -121,15 +121,15 @@ static void stacks_of(child *c, ow_id container, stacks *s) {
 }
 
 static float rand_unit(child *c) {
-  return (float)((double)(cr_rand(&c->rng) >> 11) / 9007199254740992.0);
+  return (float)((double)(ow_test_rand(&c->rng) >> 11) / 9007199254740992.0);
 }
 
 /* Mostly valid counts, sometimes the whole stack, sometimes more than it holds (OW_E_BAD_COUNT). */
 static uint32_t pick_count(child *c, uint32_t have) {
-  uint32_t r = cr_below(&c->rng, 10);
-  if (r == 0) return have + 1 + cr_below(&c->rng, 3);
+  uint32_t r = ow_test_below(&c->rng, 10);
+  if (r == 0) return have + 1 + ow_test_below(&c->rng, 3);
   if (r == 1) return have;
-  return 1 + cr_below(&c->rng, have);
+  return 1 + ow_test_below(&c->rng, have);
 }
 
 /* A transfer of a random stack of `src` into `dst`; from an empty container it targets the
@@ -144,15 +144,17 @@ static void transfer(child *c, ow_action *a, ow_id src, ow_id dst) {
     a->count = 1;
     return;
   }
-  int i = (int)cr_below(&c->rng, (uint32_t)s.n);
+  int i = (int)ow_test_below(&c->rng, (uint32_t)s.n);
   a->target = s.id[i];
   a->count = pick_count(c, s.count[i]);
 }
 
-static ow_id random_chest(child *c) { return c->chests[cr_below(&c->rng, (uint32_t)c->nchests)]; }
+static ow_id random_chest(child *c) {
+  return c->chests[ow_test_below(&c->rng, (uint32_t)c->nchests)];
+}
 
 static player *other_player(child *c, const player *p) {
-  return &c->pl[(p->idx + 1 + (int32_t)cr_below(&c->rng, CR_PLAYERS - 1)) % CR_PLAYERS];
+  return &c->pl[(p->idx + 1 + (int32_t)ow_test_below(&c->rng, CR_PLAYERS - 1)) % CR_PLAYERS];
 }
 
 /* A pose near the spawn: every chest and resource stays within reach (8 m). */
@@ -171,7 +173,7 @@ static void near_spawn(child *c, ow_transform *xf) {
 static void make_action(child *c, player *p, ow_action *a) {
   memset(a, 0, sizeof *a);
   ow_transform_identity(&a->xf);
-  uint32_t r = cr_below(&c->rng, 100);
+  uint32_t r = ow_test_below(&c->rng, 100);
   if (r < 38) {
     transfer(c, a, p->inv, random_chest(c));
   } else if (r < 76) {
@@ -180,7 +182,7 @@ static void make_action(child *c, player *p, ow_action *a) {
     ow_id from = random_chest(c), to = random_chest(c);
     transfer(c, a, from, to); /* the same chest twice gives OW_E_SAME_CONTAINER */
   } else if (r < 88) {
-    switch (cr_below(&c->rng, 6)) {
+    switch (ow_test_below(&c->rng, 6)) {
     case 0: transfer(c, a, other_player(c, p)->inv, p->inv); break; /* OW_E_FORBIDDEN */
     case 1: transfer(c, a, p->inv, other_player(c, p)->inv); break; /* OW_E_FORBIDDEN */
     case 2: transfer(c, a, p->inv, c->resource); break;             /* OW_E_NOT_CONTAINER */
@@ -191,7 +193,7 @@ static void make_action(child *c, player *p, ow_action *a) {
       break;
     default:
       a->type = OW_ACT_TRANSFER; /* OW_E_NOT_FOUND: an id nobody has yet */
-      a->target = ow_world_next_id(ow_zone_world(c->z)) + 1000 + cr_below(&c->rng, 1000);
+      a->target = ow_world_next_id(ow_zone_world(c->z)) + 1000 + ow_test_below(&c->rng, 1000);
       a->dest = random_chest(c);
       a->count = 1;
       break;
@@ -273,10 +275,10 @@ static void stream(child *c, player *p) {
  * between, during and right after commits. */
 static void burst_cb(uv_timer_t *t) {
   child *c = t->data;
-  uint32_t n = cr_below(&c->rng, 5);
+  uint32_t n = ow_test_below(&c->rng, 5);
   for (uint32_t i = 0; i < n; i++) {
-    player *p = &c->pl[cr_below(&c->rng, CR_PLAYERS)];
-    uint32_t r = cr_below(&c->rng, 10000);
+    player *p = &c->pl[ow_test_below(&c->rng, CR_PLAYERS)];
+    uint32_t r = ow_test_below(&c->rng, 10000);
     if (r < 3)
       relogin(c, p);
     else if (r < 5)
@@ -364,7 +366,7 @@ static void resume_player(child *c, player *p, const cr_recs *recs, intents *int
        i++)
     OW_VEC_PUSH(pick, cand.v[i]);
   for (int i = 0; i < REPLAY_CHECKS_RANDOM && cand.len; i++)
-    OW_VEC_PUSH(pick, cand.v[cr_below(&c->rng, (uint32_t)cand.len)]);
+    OW_VEC_PUSH(pick, cand.v[ow_test_below(&c->rng, (uint32_t)cand.len)]);
   for (size_t i = 0; i < pick.len; i++) {
     uint64_t s = pick.v[i];
     const cr_rec *want = &recs->v[*ow_map_get(conf, s)];
@@ -373,7 +375,7 @@ static void resume_player(child *c, player *p, const cr_recs *recs, intents *int
     uint64_t frame = 0;
     bool replayed = false;
     int rc = resend(c, p, ii ? &recs->v[*ii] : NULL, s, &got, &frame, &replayed);
-    bool ok = !rc && replayed && cr_result_eq(&got, &want->res) && frame == want->frame;
+    bool ok = !rc && replayed && ow_test_result_eq(&got, &want->res) && frame == want->frame;
     cr_rec r = {.type = CR_REPLAY,
                 .flags = CR_F_CHECK | (ok ? CR_F_OK : 0),
                 .player = p->idx,
@@ -498,7 +500,7 @@ int cr_child_main(int argc, char **argv) {
   uint64_t seed = strtoull(argv[3], NULL, 0);
   c.run = (uint32_t)strtoul(argv[4], NULL, 0);
   c.rng = seed ^ ((uint64_t)c.run * 0xd1b54a32d192ed03ULL);
-  cr_rand(&c.rng);
+  ow_test_rand(&c.rng);
 
   char store_path[1024], side_path[1024];
   snprintf(store_path, sizeof store_path, "%s/store", c.dir);

@@ -145,7 +145,7 @@ static void ingest(state *st, const cr_rec *r) {
     uint64_t k = key_of(sess_index(st, r->session), r->seq);
     uint64_t *v = ow_map_get(&st->intent_of, k);
     if (v) {
-      if (!cr_action_eq(&st->intents.v[*v].action, &r->action))
+      if (!ow_test_action_eq(&st->intents.v[*v].action, &r->action))
         problem(st, "two different intents for session %016" PRIx64 " seq %" PRIu64, r->session,
                 r->seq);
       break;
@@ -165,7 +165,7 @@ static void ingest(state *st, const cr_rec *r) {
     uint64_t *v = ow_map_get(&st->conf_of, k);
     if (v) {
       conf *c = &st->confs.v[*v];
-      if (c->frame != r->frame || !cr_result_eq(&c->res, &r->res)) {
+      if (c->frame != r->frame || !ow_test_result_eq(&c->res, &r->res)) {
         problem(st,
                 "session %016" PRIx64 " seq %" PRIu64 " confirmed twice with different results "
                 "(frame %" PRIu64 " code %d, then frame %" PRIu64 " code %d)",
@@ -263,7 +263,7 @@ static int log_visit(void *ud, uint64_t frame, const ow_applied *a) {
   if (!ii)
     problem(st, "session %016" PRIx64 " seq %" PRIu64 " is logged but was never sent", a->session,
             a->seq);
-  else if (!cr_action_eq(&st->intents.v[*ii].action, &a->action))
+  else if (!ow_test_action_eq(&st->intents.v[*ii].action, &a->action))
     problem(st,
             "session %016" PRIx64 " seq %" PRIu64 " is logged with another action than was sent",
             a->session, a->seq);
@@ -393,7 +393,7 @@ static void check_confirmed(state *st, const log_scan *x) {
       continue;
     }
     const logged *l = &x->entries.v[*li];
-    if (l->frame != c->frame || !cr_result_eq(&l->res, &c->res)) {
+    if (l->frame != c->frame || !ow_test_result_eq(&l->res, &c->res)) {
       if (!c->mismatched) st->mismatched++;
       c->mismatched = true;
       problem(st,
@@ -559,7 +559,7 @@ static void setup_world(state *st) {
       assert_true(f.ids.len > 0);
       for (int h = 0; h < plan[k].hits; h++) {
         ow_action a = {.type = OW_ACT_HARVEST,
-                       .target = f.ids.v[cr_below(&st->rng, (uint32_t)f.ids.len)]};
+                       .target = f.ids.v[ow_test_below(&st->rng, (uint32_t)f.ids.len)]};
         ow_transform_identity(&a.xf);
         cr_rec in = {.type = CR_INTENT, .player = i, .session = sid[i], .seq = seq, .action = a};
         cr_side_add(&st->side, &in);
@@ -656,19 +656,19 @@ static void describe_exit(state *st, uint32_t run, int status, const char *expec
 static void kill_run(state *st, uint32_t run) {
   int fd;
   pid_t pid = spawn_child(st, run, &fd);
-  uint32_t r = cr_below(&st->rng, 100);
+  uint32_t r = ow_test_below(&st->rng, 100);
   if (r < 8) {
     /* During recovery or the resends, before the child is ready. */
-    sleep_ms(cr_below(&st->rng, 25));
+    sleep_ms(ow_test_below(&st->rng, 25));
     st->early_kills++;
   } else {
     int ready = wait_ready(fd, READY_TIMEOUT_MS);
     if (ready != 1)
       problem(st, "child run %u %s", run, ready ? "died before it was ready" : "was never ready");
     if (r < 18)
-      sleep_ms(cr_below(&st->rng, 10)); /* right after the restart */
+      sleep_ms(ow_test_below(&st->rng, 10)); /* right after the restart */
     else
-      sleep_ms(30 + cr_below(&st->rng, 371));
+      sleep_ms(30 + ow_test_below(&st->rng, 371));
   }
   kill(pid, SIGKILL);
   int status = reap(pid);

@@ -168,22 +168,6 @@ ow_id cr_inventory_of(ow_zone *z, ow_id avatar) {
   return f.n == 1 ? f.found : 0;
 }
 
-bool cr_result_eq(const ow_result *a, const ow_result *b) {
-  return a->code == b->code && a->entity == b->entity && a->count == b->count;
-}
-
-bool cr_action_eq(const ow_action *a, const ow_action *b) {
-  ow_buf x, y;
-  ow_buf_init(&x);
-  ow_buf_init(&y);
-  ow_action_encode(a, &x);
-  ow_action_encode(b, &y);
-  bool eq = x.len == y.len && !memcmp(x.data, y.data, x.len);
-  ow_buf_deinit(&x);
-  ow_buf_deinit(&y);
-  return eq;
-}
-
 void cr_side_add_durable(cr_side *s, const ow_frame_info *f) {
   for (size_t i = 0; i < f->nactions && !f->status; i++) {
     const ow_applied *a = &f->actions[i];

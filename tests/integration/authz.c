@@ -18,12 +18,12 @@
 
 #include "otherworld/client.h"
 #include "otherworld/protocol.h"
-#include "server_proc.h"
+#include "support.h"
 
 #define MAXREQ 4096
 
 static char dir[] = "/tmp/ow-authz-XXXXXX";
-static ow_server_proc srv = {.pid = -1};
+static ow_test_server srv;
 static ow_client_ctx *ctx;
 static int verbose, checks;
 
@@ -304,11 +304,11 @@ static void start(const char *bin, const char *tag, const char *ttl) {
   char data[300], log[300];
   snprintf(data, sizeof data, "%s/%s", dir, tag);
   snprintf(log, sizeof log, "%s/%s.log", dir, tag);
-  if (ow_server_proc_start(&srv, bin, data, log, args)) die("server did not start");
+  if (ow_test_server_start(&srv, bin, data, log, args, 30000)) die("server did not start");
 }
 
 static void stop(void) {
-  int st = ow_server_proc_stop(&srv, SIGTERM);
+  int st = ow_test_server_stop(&srv, SIGTERM);
   if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) die("server did not exit 0 on SIGTERM");
 }
 

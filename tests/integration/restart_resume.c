@@ -14,29 +14,27 @@
 
 #include "otherworld/client.h"
 #include "otherworld/protocol.h"
-#include "server_proc.h"
+#include "support.h"
 
 static char dir[] = "/tmp/ow-restart-XXXXXX";
-static pid_t server = -1;
+static ow_test_server server;
 
 static void die(const char *what) {
   fprintf(stderr, "restart_resume: FAIL: %s\n", what);
-  if (server > 0) kill(server, SIGKILL);
+  if (server.pid > 0) ow_test_server_stop(&server, SIGKILL);
   exit(1);
 }
 
-/* Starts the server on a fresh log (no stale port) and returns its port. */
+/* Starts the server on a free port (tests/support) and returns the port. */
 static int start(const char *bin) {
   static int runs;
-  static const char *const args[] = {"--shutdown_notice_s", "0.2", "--pwhash_ops", "1",
-                                     "--pwhash_mem_kb", "64", NULL};
   char log[300], data[300];
   snprintf(log, sizeof log, "%s/server%d.log", dir, ++runs);
   snprintf(data, sizeof data, "%s/data", dir);
-  ow_server_proc p;
-  if (ow_server_proc_start(&p, bin, data, log, args)) die("server did not start");
-  server = p.pid;
-  return p.port;
+  const char *args[] = {"--shutdown_notice_s", "0.2", "--pwhash_ops", "1", "--pwhash_mem_kb", "64",
+                        NULL};
+  if (ow_test_server_start(&server, bin, data, log, args, 30000)) die("server did not start");
+  return server.port;
 }
 
 typedef struct st {
@@ -134,11 +132,10 @@ int main(int argc, char **argv) {
   for (int i = 1; i <= 3; i++) move(c, a.s.avatar, (float)i);
   pump(ctx, &a.durable, 3, "three moves not durable");
 
-  kill(server, SIGTERM);
+  kill(server.pid, SIGTERM);
   pump(ctx, &a.system_event, 1, "no 'restarting' EVENT");
   pump(ctx, &a.bye_shutdown, 1, "no BYE shutdown");
-  int status;
-  waitpid(server, &status, 0);
+  int status = ow_test_server_stop(&server, 0); /* already signalled: reap it */
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) die("server did not exit 0 on SIGTERM");
   pump(ctx, &a.closed, 1, "connection not closed");
   ow_client_destroy(c);
@@ -167,8 +164,7 @@ int main(int argc, char **argv) {
 
   ow_client_destroy(c);
   ow_client_ctx_destroy(ctx);
-  kill(server, SIGTERM);
-  waitpid(server, &status, 0);
+  status = ow_test_server_stop(&server, SIGTERM);
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) die("server did not exit 0 the second time");
   char cmd[400];
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);

@@ -62,3 +62,19 @@ ow_zone_config ow_test_zone_config(void) {
                       .frame_log_keep = 0};
   return c;
 }
+
+bool ow_test_result_eq(const ow_result *a, const ow_result *b) {
+  return a->code == b->code && a->entity == b->entity && a->count == b->count;
+}
+
+bool ow_test_action_eq(const ow_action *a, const ow_action *b) {
+  ow_buf x, y;
+  ow_buf_init(&x);
+  ow_buf_init(&y);
+  ow_action_encode(a, &x);
+  ow_action_encode(b, &y);
+  bool eq = x.len == y.len && !memcmp(x.data, y.data, x.len);
+  ow_buf_deinit(&x);
+  ow_buf_deinit(&y);
+  return eq;
+}
