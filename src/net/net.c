@@ -11,8 +11,8 @@
 
 typedef struct out_msg {
   struct out_msg *next;
-  size_t len;
-  uint8_t data[]; /* LWS_PRE bytes of headroom, then the payload */
+  size_t len, cap;
+  uint8_t data[]; /* LWS_PRE bytes of headroom, then the payload (cap bytes of room) */
 } out_msg;
 
 struct ow_conn {
@@ -22,6 +22,7 @@ struct ow_conn {
   ow_buf rx;
   bool rx_oversize;
   out_msg *head, *tail;
+  out_msg **tail_link; /* the pointer to tail: &head, or the next of the message before it */
   size_t queued;
   bool closing;
   bool close_now;
@@ -165,6 +166,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
       c->tx_bytes += m->len;
       c->head = m->next;
       if (!c->head) c->tail = NULL;
+      else if (c->tail_link == &m->next) c->tail_link = &c->head;
       c->queued -= m->len;
       ow_free(m);
     }
@@ -270,15 +272,31 @@ void ow_net_free(ow_net *n) {
 int ow_net_send(ow_conn *c, const void *p, size_t len) {
   if (c->closing) return OW_E_STATE;
   if (c->queued + len > c->net->cfg.send_limit) return OW_E_FULL;
-  out_msg *m = ow_malloc(sizeof *m + LWS_PRE + len);
-  m->next = NULL;
-  m->len = len;
-  memcpy(m->data + LWS_PRE, p, len);
-  if (c->tail)
-    c->tail->next = m;
-  else
-    c->head = m;
-  c->tail = m;
+  size_t join = c->net->cfg.coalesce;
+  out_msg *t = c->tail;
+  if (t && join && t->len + len <= join) {
+    /* Joined to the last queued message, which has not been written yet (messages leave whole,
+     * in the writable callback): what one turn of the loop queues for a client leaves in one
+     * WebSocket message, one send and one writable event instead of one each. */
+    if (t->len + len > t->cap) {
+      size_t cap = t->cap * 2 > t->len + len ? t->cap * 2 : t->len + len;
+      if (cap > join) cap = join;
+      t = ow_realloc(t, sizeof *t + LWS_PRE + cap);
+      t->cap = cap;
+      *c->tail_link = t;
+      c->tail = t;
+    }
+    memcpy(t->data + LWS_PRE + t->len, p, len);
+    t->len += len;
+  } else {
+    out_msg *m = ow_malloc(sizeof *m + LWS_PRE + len);
+    m->next = NULL;
+    m->len = m->cap = len;
+    memcpy(m->data + LWS_PRE, p, len);
+    c->tail_link = c->tail ? &c->tail->next : &c->head;
+    *c->tail_link = m;
+    c->tail = m;
+  }
   c->queued += len;
   lws_callback_on_writable(c->wsi);
   return 0;

@@ -23,12 +23,23 @@ typedef struct cell {
   OW_VEC(ment *) ents;
 } cell;
 
+typedef struct pair {
+  ow_id id;
+  uint64_t ver;
+} pair;
+
 struct ow_replica {
   ow_world *world;
   ow_map by_id;   /* id -> ment* */
   ow_map cell_of; /* packed cell -> index + 1 */
   OW_VEC(cell) cells;
   uint64_t ver;
+  /* The last area gathered by a view, sorted by id, while the replica has not changed since: the
+   * players of one room share their centre cell, so one gather and one sort serve all of them. */
+  OW_VEC(pair) area;
+  ow_cell area_center;
+  int area_radius;
+  bool area_ok; /* cleared by every change */
 };
 
 typedef struct snap {
@@ -99,6 +110,7 @@ static void put(ow_replica *r, ow_id id, int32_t x, int32_t z, const uint8_t *re
   m->ver = ver;
   r->cells.v[m->cell].ver = ver;
   if (ver > r->ver) r->ver = ver;
+  r->area_ok = false;
 }
 
 static void del(ow_replica *r, ow_id id, int32_t x, int32_t z, uint64_t ver) {
@@ -108,6 +120,7 @@ static void del(ow_replica *r, ow_id id, int32_t x, int32_t z, uint64_t ver) {
   if (!m || m->cx != x || m->cz != z) return;
   r->cells.v[m->cell].ver = ver;
   if (ver > r->ver) r->ver = ver;
+  r->area_ok = false;
   unlink_ment(r, m);
   ow_map_del(&r->by_id, id);
   ow_free(m->rec);
@@ -148,6 +161,7 @@ void ow_replica_destroy(ow_replica *r) {
     OW_VEC_FREE(r->cells.v[i].ents);
   }
   OW_VEC_FREE(r->cells);
+  OW_VEC_FREE(r->area);
   ow_map_deinit(&r->by_id);
   ow_map_deinit(&r->cell_of);
   ow_free(r);
@@ -221,11 +235,6 @@ void ow_view_reset(ow_view *v) {
   v->acked = v->last_sent = 0;
   v->built = false;
 }
-
-typedef struct pair {
-  ow_id id;
-  uint64_t ver;
-} pair;
 
 static int cmp_id(const void *a, const void *b) {
   ow_id x = *(const ow_id *)a, y = *(const ow_id *)b;
@@ -311,7 +320,7 @@ int ow_view_update(ow_view *v, ow_replica *r, ow_cell center, int radius_cells, 
   if (!moved && r->ver <= v->built_ver && !resend) return 0;
   /* Skip cheaply when no cell in range changed since the last build. */
   uint64_t newest = 0;
-  OW_VEC(pair) cur = {0};
+  OW_VEC(pair) cur = {0}; /* the area, borrowed from the replica below */
   for (int dx = -radius_cells; dx <= radius_cells; dx++)
     for (int dz = -radius_cells; dz <= radius_cells; dz++) {
       uint64_t *ci = ow_map_get(&r->cell_of, pack(center.x + dx, center.z + dz));
@@ -323,17 +332,26 @@ int ow_view_update(ow_view *v, ow_replica *r, ow_cell center, int radius_cells, 
     v->built_ver = r->ver;
     return 0;
   }
-  for (int dx = -radius_cells; dx <= radius_cells; dx++)
-    for (int dz = -radius_cells; dz <= radius_cells; dz++) {
-      uint64_t *ci = ow_map_get(&r->cell_of, pack(center.x + dx, center.z + dz));
-      if (!ci) continue;
-      cell *c = &r->cells.v[*ci - 1];
-      for (size_t k = 0; k < c->ents.len; k++) {
-        pair p = {c->ents.v[k]->id, c->ents.v[k]->ver};
-        OW_VEC_PUSH(cur, p);
+  if (!r->area_ok || r->area_radius != radius_cells ||
+      r->area_center.x != center.x || r->area_center.z != center.z) {
+    r->area.len = 0;
+    for (int dx = -radius_cells; dx <= radius_cells; dx++)
+      for (int dz = -radius_cells; dz <= radius_cells; dz++) {
+        uint64_t *ci = ow_map_get(&r->cell_of, pack(center.x + dx, center.z + dz));
+        if (!ci) continue;
+        cell *c = &r->cells.v[*ci - 1];
+        for (size_t k = 0; k < c->ents.len; k++) {
+          pair p = {c->ents.v[k]->id, c->ents.v[k]->ver};
+          OW_VEC_PUSH(r->area, p);
+        }
       }
-    }
-  if (cur.len > 1) qsort(cur.v, cur.len, sizeof *cur.v, cmp_pair);
+    if (r->area.len > 1) qsort(r->area.v, r->area.len, sizeof *r->area.v, cmp_pair);
+    r->area_ok = true;
+    r->area_center = center;
+    r->area_radius = radius_cells;
+  }
+  cur.v = r->area.v; /* borrowed: read only, never freed here */
+  cur.len = r->area.len;
   v->built = true;
   v->built_center = center;
   v->built_radius = radius_cells;
@@ -341,17 +359,6 @@ int ow_view_update(ow_view *v, ow_replica *r, ow_cell center, int radius_cells, 
 
   snap *base = v->acked ? &v->ring[v->acked % RING] : NULL;
   if (base && base->id != v->acked) base = NULL;
-  /* Removals cover everything the client may hold: the base and every snapshot sent after it. A
-   * client can then apply a delta straight onto its current table. */
-  OW_VEC(ow_id) known = {0};
-  if (base) {
-    for (uint32_t id = base->id; id && id <= v->last_sent; id++) {
-      snap *k = &v->ring[id % RING];
-      if (k->id != id) continue;
-      for (size_t q = 0; q < k->n; q++) OW_VEC_PUSH(known, k->ids[q]);
-    }
-    if (known.len > 1) qsort(known.v, known.len, sizeof *known.v, cmp_id);
-  }
   /* Merge the sorted current set against the base: changed or new entities. */
   OW_VEC(ow_id) changed = {0};
   OW_VEC(ow_id) removed = {0};
@@ -362,11 +369,29 @@ int ow_view_update(ow_view *v, ow_replica *r, ow_cell center, int radius_cells, 
       OW_VEC_PUSH(changed, cur.v[i].id);
     i++;
   }
-  /* Then what the client may hold that is no longer there. */
-  for (i = 0, j = 0; i < known.len; i++) {
-    if (i && known.v[i] == known.v[i - 1]) continue;
-    while (j < cur.len && cur.v[j].id < known.v[i]) j++;
-    if (j >= cur.len || cur.v[j].id != known.v[i]) OW_VEC_PUSH(removed, known.v[i]);
+  /* Removals cover everything the client may hold: the base and every snapshot sent after it. A
+   * client can then apply a delta straight onto its current table. Each snapshot's ids are sorted,
+   * so each is merged against the current set on its own; only the (usually empty) result needs
+   * sorting and deduplicating when several snapshots contributed. */
+  int sources = 0;
+  if (base) {
+    for (uint32_t id = base->id; id && id <= v->last_sent; id++) {
+      snap *k = &v->ring[id % RING];
+      if (k->id != id) continue;
+      size_t before = removed.len;
+      for (i = 0, j = 0; i < k->n; i++) {
+        while (j < cur.len && cur.v[j].id < k->ids[i]) j++;
+        if (j >= cur.len || cur.v[j].id != k->ids[i]) OW_VEC_PUSH(removed, k->ids[i]);
+      }
+      if (removed.len > before) sources++;
+    }
+  }
+  if (sources > 1) {
+    qsort(removed.v, removed.len, sizeof *removed.v, cmp_id);
+    size_t n = 0;
+    for (i = 0; i < removed.len; i++)
+      if (!n || removed.v[n - 1] != removed.v[i]) removed.v[n++] = removed.v[i];
+    removed.len = n;
   }
   /* Nothing new for the client: unless the last snapshot is unacknowledged and old, stay quiet. */
   snap *last = v->last_sent ? &v->ring[v->last_sent % RING] : NULL;
@@ -415,8 +440,6 @@ int ow_view_update(ow_view *v, ow_replica *r, ow_cell center, int radius_cells, 
   v->last_sent = ch.id;
   v->last_sent_ns = now_ns;
 done:
-  OW_VEC_FREE(known);
-  OW_VEC_FREE(cur);
   OW_VEC_FREE(changed);
   OW_VEC_FREE(removed);
   return emitted;

@@ -81,6 +81,11 @@ struct ow_server {
   ow_net *net;
   ow_replica *replica;
   uv_timer_t publish, poses, housekeeping, notice;
+  /* When pose_hz <= tick_hz, poses are published from the tick (the first tick at or after
+   * next_pose_ns) rather than from their own timer: a client's POSES and SNAPSHOT of that tick are
+   * then queued together and leave in one WebSocket message. */
+  bool poses_on_tick;
+  uint64_t next_pose_ns;
   int handles;
   OW_VEC(client *) clients; /* every connection, for publishing */
   ow_map by_session;        /* zone session -> client* */
@@ -793,9 +798,18 @@ static double reliable_rate(client *c, uint64_t now) {
   return c->reliable_bps;
 }
 
+static void publish_poses(ow_server *s);
+
 static void publish_cb(uv_timer_t *t) {
   ow_server *s = t->data;
   uint64_t now = ow_now_ns();
+  if (s->poses_on_tick && now >= s->next_pose_ns) {
+    uint64_t period = (uint64_t)(1e9 / s->cfg.pose_hz);
+    s->next_pose_ns += period;
+    if (s->next_pose_ns < now) s->next_pose_ns = now + period; /* fell behind: no burst */
+    publish_poses(s);
+    now = ow_now_ns();
+  }
   for (size_t i = 0; i < s->clients.len; i++) {
     client *c = s->clients.v[i];
     if (c->state != S_JOINED || !c->conn || ow_conn_closing(c->conn)) continue;
@@ -820,8 +834,9 @@ static int cmp_cand(const void *a, const void *b) {
  * queued. */
 static uint64_t cell_pack(ow_cell c) { return ((uint64_t)(uint32_t)c.x << 32) | (uint32_t)c.z; }
 
-static void poses_cb(uv_timer_t *t) {
-  ow_server *s = t->data;
+static void poses_cb(uv_timer_t *t) { publish_poses(t->data); }
+
+static void publish_poses(ow_server *s) {
   uint64_t t0 = ow_now_ns();
   ow_world *w = ow_zone_world(s->zone);
   double total = s->cfg.down_kbps * 1000.0 / 8.0; /* bytes per second per client */
@@ -940,7 +955,12 @@ int ow_server_create(ow_server **out, uv_loop_t *loop, ow_zone *zone, ow_zone_lo
   s->radius_cells = (int)ceilf(cfg->interest_radius / rs);
   s->replica = ow_replica_create(ow_zone_world(zone));
   ow_net_handlers h = {on_open, on_message, on_oversize, on_close, status_json, s};
-  int rc = ow_net_create(&s->net, loop, &cfg->net, &h);
+  /* docs/protocol.md: one WebSocket message carries one or more protocol messages, at most 60 KiB
+   * from the server. Joining what is queued for a client saves a send (and its writable event) per
+   * message: a pose publish and a snapshot of the same turn leave together. */
+  ow_net_config nc = cfg->net;
+  nc.coalesce = 60 * 1024;
+  int rc = ow_net_create(&s->net, loop, &nc, &h);
   if (rc) {
     ow_replica_destroy(s->replica);
     ow_free(s);
@@ -954,7 +974,9 @@ int ow_server_create(ow_server **out, uv_loop_t *loop, ow_zone *zone, ow_zone_lo
   s->handles = 4;
   uint64_t tick = (uint64_t)(1000.0 / cfg->tick_hz), pose = (uint64_t)(1000.0 / cfg->pose_hz);
   uv_timer_start(&s->publish, publish_cb, tick ? tick : 1, tick ? tick : 1);
-  uv_timer_start(&s->poses, poses_cb, pose ? pose : 1, pose ? pose : 1);
+  s->poses_on_tick = cfg->pose_hz <= cfg->tick_hz;
+  s->next_pose_ns = ow_now_ns();
+  if (!s->poses_on_tick) uv_timer_start(&s->poses, poses_cb, pose ? pose : 1, pose ? pose : 1);
   uv_timer_start(&s->housekeeping, housekeeping_cb, 1000, 1000);
   *out = s;
   return 0;
