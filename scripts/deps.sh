@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
 # Installs what otherworld needs to build and run, from Debian's packages, if it is missing; with
-# --test also what the test suite needs (the Godot 3.2 headless binary). Safe to run again: it
-# does nothing when everything is there.
+# --test also what the test suite needs (the Godot 3.2 headless binary); with --bench what the
+# full benchmarks need (gnuplot for bench/colyseus's plot, perf for profiling the server). Safe to
+# run again: it does nothing when everything is there.
 set -euo pipefail
 
 PKGS=(build-essential cmake pkg-config clang
       liblmdb-dev lmdb-utils libuv1-dev libjansson-dev libcmocka-dev libsodium-dev libzstd-dev
       libwebsockets-dev)
 
-if [ "${1:-}" = "--test" ]; then PKGS+=(godot3-server); fi
+for arg in "$@"; do
+  case "$arg" in
+    --test) PKGS+=(godot3-server) ;;
+    --bench) PKGS+=(gnuplot-nox linux-perf) ;;
+    *) echo "usage: scripts/deps.sh [--test] [--bench]" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 for p in "${PKGS[@]}"; do

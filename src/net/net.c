@@ -157,10 +157,12 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
       lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
       return -1;
     }
-    /* Several messages per writable event, but never so many that one client hogs the loop. */
+    /* Several messages per writable event, but never so many that one client hogs the loop. The
+     * socket was just reported writable, and lws keeps what a short write leaves over, so only the
+     * messages after the first ask whether the socket is choked (a poll() each). */
     for (int i = 0; i < 16 && c->head; i++) {
       out_msg *m = c->head;
-      if (lws_send_pipe_choked(wsi)) break;
+      if (i && lws_send_pipe_choked(wsi)) break;
       int w = lws_write(wsi, m->data + LWS_PRE, m->len, LWS_WRITE_BINARY);
       if (w < (int)m->len) return -1;
       c->tx_bytes += m->len;

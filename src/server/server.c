@@ -819,7 +819,7 @@ static void publish_cb(uv_timer_t *t) {
 }
 
 typedef struct cand {
-  client *sender;
+  uint32_t j; /* index of the sender in the publish's posers */
   float prio;
 } cand;
 
@@ -841,8 +841,13 @@ static void publish_poses(ow_server *s) {
   ow_world *w = ow_zone_world(s->zone);
   double total = s->cfg.down_kbps * 1000.0 / 8.0; /* bytes per second per client */
   /* Joined players with a pose, bucketed by region cell once per publish, so that each receiver
-   * looks only at the cells around it instead of at every player in the zone. */
+   * looks only at the cells around it instead of at every player in the zone. Each one's POSES
+   * entry (avatar id and pose) is encoded once here and copied into every receiver's message. */
   OW_VEC(client *) posers = {0};
+  OW_VEC(const ow_entity *) where = {0};
+  OW_VEC(uint32_t) ent_at = {0}; /* offset of poser j's entry in ents; entry j ends at ent_at[j + 1] */
+  ow_buf ents;
+  ow_buf_init(&ents);
   ow_map first;      /* cell -> index + 1 of the first poser in it */
   ow_map_init(&first);
   OW_VEC(uint32_t) next = {0};
@@ -855,8 +860,13 @@ static void publish_poses(ow_server *s) {
     uint64_t *head = ow_map_get(&first, key);
     OW_VEC_PUSH(next, head ? (uint32_t)*head : 0);
     OW_VEC_PUSH(posers, sc);
+    OW_VEC_PUSH(where, e);
+    OW_VEC_PUSH(ent_at, (uint32_t)ents.len);
+    ow_buf_u64(&ents, sc->avatar);
+    ow_proto_put_pose(&ents, &sc->pose);
     ow_map_set(&first, key, posers.len);
   }
+  OW_VEC_PUSH(ent_at, (uint32_t)ents.len);
   OW_VEC(cand) cands = {0};
   for (size_t i = 0; i < s->clients.len && posers.len; i++) {
     client *rc = s->clients.v[i];
@@ -866,6 +876,7 @@ static void publish_poses(ow_server *s) {
     if (!me) continue;
     ow_cell mc = ow_world_region_cell(w, me->region);
     cands.len = 0;
+    size_t need = 0; /* bytes of every candidate's entry */
     for (int dx = -s->radius_cells; dx <= s->radius_cells; dx++)
       for (int dz = -s->radius_cells; dz <= s->radius_cells; dz++) {
         ow_cell cc = {mc.x + dx, mc.z + dz};
@@ -873,28 +884,33 @@ static void publish_poses(ow_server *s) {
         for (uint32_t j = head ? (uint32_t)*head : 0; j; j = next.v[j - 1]) {
           client *sc = posers.v[j - 1];
           if (sc == rc) continue;
-          const ow_entity *other = ow_world_get(w, sc->avatar);
           uint64_t *pv = ow_map_get(&rc->prio, sc->session);
-          uint64_t packed = pv ? *pv : 0;
-          uint32_t sent_seq = (uint32_t)packed;
+          if (!pv) {
+            ow_map_set(&rc->prio, sc->session, 0);
+            pv = ow_map_get(&rc->prio, sc->session);
+          }
+          uint32_t sent_seq = (uint32_t)*pv;
           if (sent_seq == sc->pose_seq) continue; /* nothing new from this one */
+          const ow_entity *other = where.v[j - 1];
           float prio;
-          uint32_t bits = (uint32_t)(packed >> 32);
+          uint32_t bits = (uint32_t)(*pv >> 32);
           memcpy(&prio, &bits, 4);
           float ddx = other->xf.pos[0] - me->xf.pos[0], ddz = other->xf.pos[2] - me->xf.pos[2];
           prio += 1.0f / (1.0f + sqrtf(ddx * ddx + ddz * ddz) / 4.0f);
           memcpy(&bits, &prio, 4);
-          ow_map_set(&rc->prio, sc->session, ((uint64_t)bits << 32) | sent_seq);
-          cand cd = {sc, prio};
+          *pv = ((uint64_t)bits << 32) | sent_seq;
+          cand cd = {j - 1, prio};
           OW_VEC_PUSH(cands, cd);
+          need += ent_at.v[j] - ent_at.v[j - 1];
         }
       }
     if (!cands.len) continue;
-    qsort(cands.v, cands.len, sizeof *cands.v, cmp_cand);
     /* Reliable traffic comes first; poses get what is left of the client's budget, and never less
-     * than one pose per publish so that the nearest avatar keeps moving. */
+     * than one pose per publish so that the nearest avatar keeps moving. Priority order decides
+     * only when they do not all fit (header: type, length, server_time_ms, n). */
     double left = total - reliable_rate(rc, t0);
     size_t budget = left > 0 ? (size_t)(left / s->cfg.pose_hz) : 0;
+    if (3 + 4 + 2 + need > budget) qsort(cands.v, cands.len, sizeof *cands.v, cmp_cand);
     ow_buf *b = &s->out;
     b->len = 0;
     size_t at = ow_proto_begin(b, OW_MSG_POSES);
@@ -903,13 +919,13 @@ static void publish_poses(ow_server *s) {
     ow_buf_u16(b, 0);
     uint16_t n = 0;
     for (size_t k = 0; k < cands.len; k++) {
-      client *sc = cands.v[k].sender;
-      size_t entry = 8 + 18 + 10u * sc->pose.nbones;
+      uint32_t j = cands.v[k].j;
+      client *sc = posers.v[j];
+      size_t entry = ent_at.v[j + 1] - ent_at.v[j];
       if (n && b->len + entry > budget) break;
-      ow_buf_u64(b, sc->avatar);
-      ow_proto_put_pose(b, &sc->pose);
+      ow_buf_put(b, ents.data + ent_at.v[j], entry);
       n++;
-      ow_map_set(&rc->prio, sc->session, sc->pose_seq); /* priority back to 0 */
+      *ow_map_get(&rc->prio, sc->session) = sc->pose_seq; /* priority back to 0 */
     }
     b->data[count_at] = (uint8_t)n;
     b->data[count_at + 1] = (uint8_t)(n >> 8);
@@ -922,7 +938,10 @@ static void publish_poses(ow_server *s) {
   }
   OW_VEC_FREE(cands);
   OW_VEC_FREE(posers);
+  OW_VEC_FREE(where);
+  OW_VEC_FREE(ent_at);
   OW_VEC_FREE(next);
+  ow_buf_deinit(&ents);
   ow_map_deinit(&first);
   ow_samples_add(&s->stats.poses_ns, ow_now_ns() - t0);
 }

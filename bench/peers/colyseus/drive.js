@@ -47,10 +47,11 @@ if (!['otherworld', 'colyseus'].includes(opt.target) || !opt.port || !opt.server
 const prefix = opt.prefix || opt.target;
 const CLK_TCK = 100; // USER_HZ on Linux
 
+// [utime, stime] of the server process in seconds (every thread).
 function serverCpuS() {
   const s = fs.readFileSync(`/proc/${opt.serverPid}/stat`, 'utf8');
   const f = s.slice(s.lastIndexOf(')') + 2).split(' '); // fields from 3 (state) on
-  return (Number(f[11]) + Number(f[12])) / CLK_TCK; // utime (14), stime (15)
+  return [Number(f[11]) / CLK_TCK, Number(f[12]) / CLK_TCK]; // utime (14), stime (15)
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -121,7 +122,8 @@ async function main() {
   const sum = (k) => rs.reduce((s, r) => s + r[k], 0);
   const clients = sum('clients');
   const secs = rs.reduce((s, r) => s + r.seconds, 0) / rs.length;
-  const cpu = cpu1 - cpu0;
+  const user = cpu1[0] - cpu0[0], sys = cpu1[1] - cpu0[1];
+  const cpu = user + sys;
   const pose = merge(rs.map((r) => r.poseHist));
   const poseN = pose.reduce((s, [, n]) => s + n, 0) + sum('poseOver');
   const act = merge(rs.map((r) => r.actionHist));
@@ -129,6 +131,8 @@ async function main() {
   const out = {
     clients, workers: rs.length, duration_s: secs.toFixed(2), setup_s: setupS.toFixed(1),
     server_cpu_s: cpu.toFixed(2),
+    server_user_s: user.toFixed(2),
+    server_sys_s: sys.toFixed(2),
     server_cpu_pct: (100 * cpu / wall).toFixed(1),
     cpu_s_per_client_min: (cpu / (clients * wall / 60)).toFixed(5),
     down_bytes_per_client_s: (sum('bytes') / clients / secs).toFixed(0),

@@ -394,7 +394,8 @@ process.on('message', (msg) => {
   if (msg === 'start') {
     lag = monitorEventLoopDelay({ resolution: 5 });
     lag.enable();
-    base = { t: nowMs(), bytes: players.map((p) => p.bytes), sock: players.map((p) => p.socketBytes()) };
+    base = { t: nowMs(), bytes: players.map((p) => p.bytes), sock: players.map((p) => p.socketBytes()),
+      wsMsgs: st.wsMsgs };
     st.measuring = true;
   } else if (msg === 'stop') {
     st.measuring = false;
@@ -408,7 +409,7 @@ process.on('message', (msg) => {
       posesRecv: st.posesRecv, posesSent: st.posesSent, poseSamples: st.poseSamples, poseBad: st.poseBad,
       poseOver: st.poseOver, poseHist: sparse(st.poseHist), actionHist: sparse(st.actionHist),
       actionsSent: st.actionsSent, actionsOk: st.actionsOk, actionsRejected: st.actionsRejected,
-      errors: st.errors, errorText: st.errorText, disconnects: st.disconnects, wsMsgs: st.wsMsgs,
+      errors: st.errors, errorText: st.errorText, disconnects: st.disconnects, wsMsgs: st.wsMsgs - base.wsMsgs,
       lagP99Ms: lag.percentile(99) / 1e6, lagMaxMs: lag.max / 1e6,
     });
   } else if (msg === 'exit') {
