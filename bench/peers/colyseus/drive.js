@@ -141,6 +141,7 @@ async function main() {
     poses_sent_per_client_s: (sum('posesSent') / clients / secs).toFixed(1),
     observers: sum('observers'),
     poses_recv_per_client_s: (sum('posesRecv') / sum('observers') / secs).toFixed(1),
+    down_bytes_per_pose_update: ((sum('bytes') / clients) / (sum('posesRecv') / sum('observers'))).toFixed(1),
     pose_p50_ms: percentile(pose, poseN, 50).toFixed(1),
     pose_p99_ms: percentile(pose, poseN, 99).toFixed(1),
     pose_max_ms: (pose.length ? (pose[pose.length - 1][0] + 1) * 0.1 : NaN).toFixed(1),
