@@ -28,18 +28,26 @@ typedef struct pair {
   uint64_t ver;
 } pair;
 
+/* An area gathered by a view (the cells within a radius of a centre cell), sorted by id, kept
+ * while the replica does not change: the players of a room share a few centre cells, so one gather
+ * and one sort per tick serve all of them. */
+#define AREAS 8
+typedef struct area {
+  OW_VEC(pair) ents;
+  ow_cell center;
+  int radius;
+  uint64_t changes; /* the replica's change count it was gathered at */
+} area;
+
 struct ow_replica {
   ow_world *world;
   ow_map by_id;   /* id -> ment* */
   ow_map cell_of; /* packed cell -> index + 1 */
   OW_VEC(cell) cells;
   uint64_t ver;
-  /* The last area gathered by a view, sorted by id, while the replica has not changed since: the
-   * players of one room share their centre cell, so one gather and one sort serve all of them. */
-  OW_VEC(pair) area;
-  ow_cell area_center;
-  int area_radius;
-  bool area_ok; /* cleared by every change */
+  uint64_t changes; /* puts and deletes applied, from 1: an area gathered before a change is stale */
+  area areas[AREAS];
+  unsigned next_area; /* the one replaced next when none matches */
 };
 
 typedef struct snap {
@@ -110,7 +118,7 @@ static void put(ow_replica *r, ow_id id, int32_t x, int32_t z, const uint8_t *re
   m->ver = ver;
   r->cells.v[m->cell].ver = ver;
   if (ver > r->ver) r->ver = ver;
-  r->area_ok = false;
+  r->changes++;
 }
 
 static void del(ow_replica *r, ow_id id, int32_t x, int32_t z, uint64_t ver) {
@@ -120,7 +128,7 @@ static void del(ow_replica *r, ow_id id, int32_t x, int32_t z, uint64_t ver) {
   if (!m || m->cx != x || m->cz != z) return;
   r->cells.v[m->cell].ver = ver;
   if (ver > r->ver) r->ver = ver;
-  r->area_ok = false;
+  r->changes++;
   unlink_ment(r, m);
   ow_map_del(&r->by_id, id);
   ow_free(m->rec);
@@ -143,6 +151,7 @@ static void seed_one(void *ud, const ow_entity *e) {
 ow_replica *ow_replica_create(ow_world *w) {
   ow_replica *r = ow_calloc(1, sizeof *r);
   r->world = w;
+  r->changes = 1; /* never 0: the areas start zeroed and must not match */
   ow_map_init(&r->by_id);
   ow_map_init(&r->cell_of);
   seed_ctx x = {r, {0}};
@@ -161,7 +170,7 @@ void ow_replica_destroy(ow_replica *r) {
     OW_VEC_FREE(r->cells.v[i].ents);
   }
   OW_VEC_FREE(r->cells);
-  OW_VEC_FREE(r->area);
+  for (int i = 0; i < AREAS; i++) OW_VEC_FREE(r->areas[i].ents);
   ow_map_deinit(&r->by_id);
   ow_map_deinit(&r->cell_of);
   ow_free(r);
@@ -332,9 +341,16 @@ int ow_view_update(ow_view *v, ow_replica *r, ow_cell center, int radius_cells, 
     v->built_ver = r->ver;
     return 0;
   }
-  if (!r->area_ok || r->area_radius != radius_cells ||
-      r->area_center.x != center.x || r->area_center.z != center.z) {
-    r->area.len = 0;
+  area *a = NULL;
+  for (int k = 0; k < AREAS && !a; k++) {
+    area *x = &r->areas[k];
+    if (x->changes == r->changes && x->radius == radius_cells && x->center.x == center.x &&
+        x->center.z == center.z)
+      a = x;
+  }
+  if (!a) {
+    a = &r->areas[r->next_area++ % AREAS];
+    a->ents.len = 0;
     for (int dx = -radius_cells; dx <= radius_cells; dx++)
       for (int dz = -radius_cells; dz <= radius_cells; dz++) {
         uint64_t *ci = ow_map_get(&r->cell_of, pack(center.x + dx, center.z + dz));
@@ -342,16 +358,16 @@ int ow_view_update(ow_view *v, ow_replica *r, ow_cell center, int radius_cells, 
         cell *c = &r->cells.v[*ci - 1];
         for (size_t k = 0; k < c->ents.len; k++) {
           pair p = {c->ents.v[k]->id, c->ents.v[k]->ver};
-          OW_VEC_PUSH(r->area, p);
+          OW_VEC_PUSH(a->ents, p);
         }
       }
-    if (r->area.len > 1) qsort(r->area.v, r->area.len, sizeof *r->area.v, cmp_pair);
-    r->area_ok = true;
-    r->area_center = center;
-    r->area_radius = radius_cells;
+    if (a->ents.len > 1) qsort(a->ents.v, a->ents.len, sizeof *a->ents.v, cmp_pair);
+    a->changes = r->changes;
+    a->center = center;
+    a->radius = radius_cells;
   }
-  cur.v = r->area.v; /* borrowed: read only, never freed here */
-  cur.len = r->area.len;
+  cur.v = a->ents.v; /* borrowed: read only, never freed here */
+  cur.len = a->ents.len;
   v->built = true;
   v->built_center = center;
   v->built_radius = radius_cells;

@@ -189,10 +189,73 @@ static void test_chunks(void **state) {
   seen_free(&s);
 }
 
+/* Views in different cells, updated in turn, share the replica's gathered areas; a change makes
+ * every gathered area stale. Removals merge every unacknowledged snapshot, without duplicates. */
+static void test_views_in_turn(void **state) {
+  fx *f = *state;
+  ow_view *far = ow_view_create();
+  ow_cell origin = {0, 0}, east = {2, 0}; /* east: x in [512, 768) m, nothing of the seed world */
+  seen a = update(f, origin, 0, 1);
+  seen s;
+  memset(&s, 0, sizeof s);
+  ow_view_update(far, f->rep, east, 0, 1, emit, &s);
+  assert_true(a.ids.len > 0);
+  assert_int_equal(s.ids.len, 0);
+  ow_view_ack(f->view, a.id);
+  ow_view_ack(far, s.id);
+  seen_free(&a);
+  seen_free(&s);
+
+  uint64_t sid;
+  ow_id avatar;
+  assert_int_equal(ow_zone_login(f->zone, 1, &sid, &avatar), 0);
+  assert_int_equal(ow_zone_commit_sync(f->zone, false), 0);
+  a = update(f, origin, 0, 2); /* S1: the avatar and its inventory, left unacknowledged */
+  memset(&s, 0, sizeof s);
+  ow_view_update(far, f->rep, east, 0, 2, emit, &s);
+  assert_true(has(&a, avatar));
+  assert_int_equal(s.chunks, 0); /* nothing changed in the east */
+  seen_free(&a);
+  seen_free(&s);
+
+  ow_action mv = {.type = OW_ACT_MOVE, .target = avatar};
+  ow_transform_identity(&mv.xf);
+  mv.xf.pos[0] = 3;
+  ow_result r;
+  uint64_t frame;
+  bool rep;
+  assert_int_equal(ow_zone_act(f->zone, sid, 1, &mv, &r, &frame, &rep), 0);
+  assert_int_equal(ow_zone_commit_sync(f->zone, false), 0);
+  memset(&s, 0, sizeof s);
+  ow_view_update(far, f->rep, east, 0, 3, emit, &s);
+  assert_int_equal(s.chunks, 0);
+  seen_free(&s);
+  a = update(f, origin, 0, 3); /* S2: the avatar moved, still unacknowledged */
+  assert_true(has(&a, avatar));
+  seen_free(&a);
+
+  mv.xf.pos[0] = 600; /* into the east cell */
+  assert_int_equal(ow_zone_act(f->zone, sid, 2, &mv, &r, &frame, &rep), 0);
+  assert_int_equal(ow_zone_commit_sync(f->zone, false), 0);
+  memset(&s, 0, sizeof s);
+  ow_view_update(far, f->rep, east, 0, 4, emit, &s);
+  assert_true(has(&s, avatar));
+  seen_free(&s);
+  a = update(f, origin, 0, 4);
+  /* The avatar and its inventory were in S1 and S2: each is removed once. */
+  assert_int_equal(a.ids.len, 0);
+  assert_int_equal(a.removed.len, 2);
+  assert_true(a.removed.v[0] != a.removed.v[1]);
+  assert_true(a.removed.v[0] == avatar || a.removed.v[1] == avatar);
+  seen_free(&a);
+  ow_view_destroy(far);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_full_delta_confirmed, setup, teardown),
       cmocka_unit_test_setup_teardown(test_chunks, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_views_in_turn, setup, teardown),
   };
   return cmocka_run_group_tests_name("replica", tests, NULL, NULL);
 }
