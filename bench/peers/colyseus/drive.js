@@ -142,6 +142,8 @@ async function main() {
     observers: sum('observers'),
     poses_recv_per_client_s: (sum('posesRecv') / sum('observers') / secs).toFixed(1),
     down_bytes_per_pose_update: ((sum('bytes') / clients) / (sum('posesRecv') / sum('observers'))).toFixed(1),
+    // CPU per pose update delivered in the window (every client receives as many as an observer).
+    server_cpu_us_per_pose_update: (1e6 * cpu / (clients * sum('posesRecv') / sum('observers'))).toFixed(2),
     pose_p50_ms: percentile(pose, poseN, 50).toFixed(1),
     pose_p99_ms: percentile(pose, poseN, 99).toFixed(1),
     pose_max_ms: (pose.length ? (pose[pose.length - 1][0] + 1) * 0.1 : NaN).toFixed(1),
