@@ -45,7 +45,8 @@ struct ow_replica {
   ow_map cell_of; /* packed cell -> index + 1 */
   OW_VEC(cell) cells;
   uint64_t ver;
-  uint64_t changes; /* puts and deletes applied, from 1: an area gathered before a change is stale */
+  /* puts and deletes applied, from 1: an area gathered before a change is stale */
+  uint64_t changes;
   area areas[AREAS];
   unsigned next_area; /* the one replaced next when none matches */
 };

@@ -845,7 +845,7 @@ static void publish_poses(ow_server *s) {
    * entry (avatar id and pose) is encoded once here and copied into every receiver's message. */
   OW_VEC(client *) posers = {0};
   OW_VEC(const ow_entity *) where = {0};
-  OW_VEC(uint32_t) ent_at = {0}; /* offset of poser j's entry in ents; entry j ends at ent_at[j + 1] */
+  OW_VEC(uint32_t) ent_at = {0}; /* poser j's entry is ents[ent_at[j] .. ent_at[j + 1]) */
   ow_buf ents;
   ow_buf_init(&ents);
   ow_map first;      /* cell -> index + 1 of the first poser in it */
