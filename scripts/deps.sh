@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
 # Installs what otherworld needs to build and run, from Debian's packages, if it is missing; with
-# --test also what the test suite needs (the Godot 3.2 headless binary; valgrind; PostgreSQL 15,
-# libpq, SQLite and gnuplot for the keynote benchmark's peers and its plot). Safe to run again: it
-# does nothing when everything is there.
+# --test also what the test suite needs (the Godot 3.2 headless binary, valgrind, PostgreSQL 15,
+# libpq, SQLite and gnuplot for the benchmarks' quick modes and peers); with --bench also perf, for
+# profiling the server under the full benchmarks. Safe to run again: it does nothing when
+# everything is there.
 set -euo pipefail
 
 PKGS=(build-essential cmake pkg-config clang
       liblmdb-dev lmdb-utils libuv1-dev libjansson-dev libcmocka-dev libsodium-dev libzstd-dev
       libwebsockets-dev)
 
-if [ "${1:-}" = "--test" ]; then
-  PKGS+=(godot3-server valgrind postgresql-15 libpq-dev libsqlite3-dev gnuplot-nox)
-fi
+TEST_PKGS=(godot3-server valgrind postgresql-15 libpq-dev libsqlite3-dev gnuplot-nox)
+for arg in "$@"; do
+  case "$arg" in
+    --test) PKGS+=("${TEST_PKGS[@]}") ;;
+    --bench) PKGS+=("${TEST_PKGS[@]}" linux-perf) ;;
+    *) echo "usage: scripts/deps.sh [--test] [--bench]" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 for p in "${PKGS[@]}"; do

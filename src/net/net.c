@@ -11,15 +11,10 @@
 
 typedef struct out_msg {
   struct out_msg *next;
-  size_t len, cap; /* payload bytes queued, and room for them */
-  uint8_t data[];  /* LWS_PRE bytes of headroom, then the payload */
+  size_t len, cap;
+  uint8_t data[]; /* LWS_PRE bytes of headroom, then the payload (cap bytes of room) */
 } out_msg;
 
-/* Small messages queued back to back share one WebSocket message (the protocol allows several
- * protocol messages per WebSocket message), up to the protocol's 60 KiB: under load a client's
- * replies then cost one write instead of one write each. A new message reserves this much room. */
-#define COALESCE_ROOM 4096u
-#define COALESCE_MAX (60u * 1024u)
 
 struct ow_conn {
   ow_net *net;
@@ -28,6 +23,7 @@ struct ow_conn {
   ow_buf rx;
   bool rx_oversize;
   out_msg *head, *tail;
+  out_msg **tail_link; /* the pointer to tail: &head, or the next of the message before it */
   size_t queued;
   bool closing;
   bool close_now;
@@ -162,15 +158,18 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
       lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
       return -1;
     }
-    /* Several messages per writable event, but never so many that one client hogs the loop. */
+    /* Several messages per writable event, but never so many that one client hogs the loop. The
+     * socket was just reported writable, and lws keeps what a short write leaves over, so only the
+     * messages after the first ask whether the socket is choked (a poll() each). */
     for (int i = 0; i < 16 && c->head; i++) {
       out_msg *m = c->head;
-      if (lws_send_pipe_choked(wsi)) break;
+      if (i && lws_send_pipe_choked(wsi)) break;
       int w = lws_write(wsi, m->data + LWS_PRE, m->len, LWS_WRITE_BINARY);
       if (w < (int)m->len) return -1;
       c->tx_bytes += m->len;
       c->head = m->next;
       if (!c->head) c->tail = NULL;
+      else if (c->tail_link == &m->next) c->tail_link = &c->head;
       c->queued -= m->len;
       ow_free(m);
     }
@@ -276,25 +275,32 @@ void ow_net_free(ow_net *n) {
 int ow_net_send(ow_conn *c, const void *p, size_t len) {
   if (c->closing) return OW_E_STATE;
   if (c->queued + len > c->net->cfg.send_limit) return OW_E_FULL;
-  c->queued += len;
+  size_t join = c->net->cfg.coalesce;
   out_msg *t = c->tail;
-  /* Nothing queued has been handed to lws yet (a message leaves the queue whole when written). */
-  if (t && t->len + len <= t->cap && t->len + len <= COALESCE_MAX) {
+  if (t && join && t->len + len <= join) {
+    /* Joined to the last queued message, which has not been written yet (messages leave whole,
+     * in the writable callback): what one turn of the loop queues for a client leaves in one
+     * WebSocket message, one send and one writable event instead of one each. */
+    if (t->len + len > t->cap) {
+      size_t cap = t->cap * 2 > t->len + len ? t->cap * 2 : t->len + len;
+      if (cap > join) cap = join;
+      t = ow_realloc(t, sizeof *t + LWS_PRE + cap);
+      t->cap = cap;
+      *c->tail_link = t;
+      c->tail = t;
+    }
     memcpy(t->data + LWS_PRE + t->len, p, len);
     t->len += len;
-    return 0;
+  } else {
+    out_msg *m = ow_malloc(sizeof *m + LWS_PRE + len);
+    m->next = NULL;
+    m->len = m->cap = len;
+    memcpy(m->data + LWS_PRE, p, len);
+    c->tail_link = c->tail ? &c->tail->next : &c->head;
+    *c->tail_link = m;
+    c->tail = m;
   }
-  size_t cap = len < COALESCE_ROOM ? COALESCE_ROOM : len;
-  out_msg *m = ow_malloc(sizeof *m + LWS_PRE + cap);
-  m->next = NULL;
-  m->len = len;
-  m->cap = cap;
-  memcpy(m->data + LWS_PRE, p, len);
-  if (c->tail)
-    c->tail->next = m;
-  else
-    c->head = m;
-  c->tail = m;
+  c->queued += len;
   lws_callback_on_writable(c->wsi);
   return 0;
 }

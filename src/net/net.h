@@ -21,6 +21,10 @@ typedef struct ow_net_config {
   int port;           /* 0: an ephemeral port, see ow_net_port() */
   size_t max_message; /* largest inbound WebSocket message; larger ones call on_oversize */
   size_t send_limit;  /* bytes queued per connection beyond which ow_net_send refuses */
+  /* Messages queued back to back on a connection are joined into one WebSocket message of at most
+   * this many bytes; 0 never joins. Only for a protocol that allows several of its messages in
+   * one WebSocket message. */
+  size_t coalesce;
 } ow_net_config;
 
 typedef struct ow_net_handlers {
@@ -49,8 +53,8 @@ void ow_net_destroy(ow_net *n);
  * closes its last handles), then close it. */
 void ow_net_free(ow_net *n);
 
-/* Queues one WebSocket binary message (the bytes are copied); consecutive small ones may share
- * one WebSocket message of at most 60 KiB, as the protocol allows. Returns OW_E_FULL when the
+/* Queues one WebSocket binary message (the bytes are copied; joined to the previous one while
+ * both are still queued and fit in `coalesce` bytes). Returns OW_E_FULL when the
  * connection already has send_limit bytes queued (nothing is queued then), OW_E_STATE when it is
  * closing. */
 int ow_net_send(ow_conn *c, const void *p, size_t n);

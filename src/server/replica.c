@@ -23,12 +23,32 @@ typedef struct cell {
   OW_VEC(ment *) ents;
 } cell;
 
+typedef struct pair {
+  ow_id id;
+  uint64_t ver;
+} pair;
+
+/* An area gathered by a view (the cells within a radius of a centre cell), sorted by id, kept
+ * while the replica does not change: the players of a room share a few centre cells, so one gather
+ * and one sort per tick serve all of them. */
+#define AREAS 8
+typedef struct area {
+  OW_VEC(pair) ents;
+  ow_cell center;
+  int radius;
+  uint64_t changes; /* the replica's change count it was gathered at */
+} area;
+
 struct ow_replica {
   ow_world *world;
   ow_map by_id;   /* id -> ment* */
   ow_map cell_of; /* packed cell -> index + 1 */
   OW_VEC(cell) cells;
   uint64_t ver;
+  /* puts and deletes applied, from 1: an area gathered before a change is stale */
+  uint64_t changes;
+  area areas[AREAS];
+  unsigned next_area; /* the one replaced next when none matches */
 };
 
 typedef struct snap {
@@ -99,6 +119,7 @@ static void put(ow_replica *r, ow_id id, int32_t x, int32_t z, const uint8_t *re
   m->ver = ver;
   r->cells.v[m->cell].ver = ver;
   if (ver > r->ver) r->ver = ver;
+  r->changes++;
 }
 
 static void del(ow_replica *r, ow_id id, int32_t x, int32_t z, uint64_t ver) {
@@ -108,6 +129,7 @@ static void del(ow_replica *r, ow_id id, int32_t x, int32_t z, uint64_t ver) {
   if (!m || m->cx != x || m->cz != z) return;
   r->cells.v[m->cell].ver = ver;
   if (ver > r->ver) r->ver = ver;
+  r->changes++;
   unlink_ment(r, m);
   ow_map_del(&r->by_id, id);
   ow_free(m->rec);
@@ -131,6 +153,7 @@ static void seed_one(void *ud, const ow_entity *e) {
 ow_replica *ow_replica_create(ow_world *w, uint64_t frame) {
   ow_replica *r = ow_calloc(1, sizeof *r);
   r->world = w;
+  r->changes = 1; /* never 0: the areas start zeroed and must not match */
   ow_map_init(&r->by_id);
   ow_map_init(&r->cell_of);
   /* The version of every entity is the recovered frame, so that snapshots sent before the next
@@ -151,6 +174,7 @@ void ow_replica_destroy(ow_replica *r) {
     OW_VEC_FREE(r->cells.v[i].ents);
   }
   OW_VEC_FREE(r->cells);
+  for (int i = 0; i < AREAS; i++) OW_VEC_FREE(r->areas[i].ents);
   ow_map_deinit(&r->by_id);
   ow_map_deinit(&r->cell_of);
   ow_free(r);
@@ -224,11 +248,6 @@ void ow_view_reset(ow_view *v) {
   v->acked = v->last_sent = 0;
   v->built = false;
 }
-
-typedef struct pair {
-  ow_id id;
-  uint64_t ver;
-} pair;
 
 static int cmp_id(const void *a, const void *b) {
   ow_id x = *(const ow_id *)a, y = *(const ow_id *)b;
@@ -314,7 +333,7 @@ int ow_view_update(ow_view *v, ow_replica *r, ow_cell center, int radius_cells, 
   if (!moved && r->ver <= v->built_ver && !resend) return 0;
   /* Skip cheaply when no cell in range changed since the last build. */
   uint64_t newest = 0;
-  OW_VEC(pair) cur = {0};
+  OW_VEC(pair) cur = {0}; /* the area, borrowed from the replica below */
   for (int dx = -radius_cells; dx <= radius_cells; dx++)
     for (int dz = -radius_cells; dz <= radius_cells; dz++) {
       uint64_t *ci = ow_map_get(&r->cell_of, pack(center.x + dx, center.z + dz));
@@ -326,17 +345,33 @@ int ow_view_update(ow_view *v, ow_replica *r, ow_cell center, int radius_cells, 
     v->built_ver = r->ver;
     return 0;
   }
-  for (int dx = -radius_cells; dx <= radius_cells; dx++)
-    for (int dz = -radius_cells; dz <= radius_cells; dz++) {
-      uint64_t *ci = ow_map_get(&r->cell_of, pack(center.x + dx, center.z + dz));
-      if (!ci) continue;
-      cell *c = &r->cells.v[*ci - 1];
-      for (size_t k = 0; k < c->ents.len; k++) {
-        pair p = {c->ents.v[k]->id, c->ents.v[k]->ver};
-        OW_VEC_PUSH(cur, p);
+  area *a = NULL;
+  for (int k = 0; k < AREAS && !a; k++) {
+    area *x = &r->areas[k];
+    if (x->changes == r->changes && x->radius == radius_cells && x->center.x == center.x &&
+        x->center.z == center.z)
+      a = x;
+  }
+  if (!a) {
+    a = &r->areas[r->next_area++ % AREAS];
+    a->ents.len = 0;
+    for (int dx = -radius_cells; dx <= radius_cells; dx++)
+      for (int dz = -radius_cells; dz <= radius_cells; dz++) {
+        uint64_t *ci = ow_map_get(&r->cell_of, pack(center.x + dx, center.z + dz));
+        if (!ci) continue;
+        cell *c = &r->cells.v[*ci - 1];
+        for (size_t k = 0; k < c->ents.len; k++) {
+          pair p = {c->ents.v[k]->id, c->ents.v[k]->ver};
+          OW_VEC_PUSH(a->ents, p);
+        }
       }
-    }
-  if (cur.len > 1) qsort(cur.v, cur.len, sizeof *cur.v, cmp_pair);
+    if (a->ents.len > 1) qsort(a->ents.v, a->ents.len, sizeof *a->ents.v, cmp_pair);
+    a->changes = r->changes;
+    a->center = center;
+    a->radius = radius_cells;
+  }
+  cur.v = a->ents.v; /* borrowed: read only, never freed here */
+  cur.len = a->ents.len;
   v->built = true;
   v->built_center = center;
   v->built_radius = radius_cells;
@@ -344,17 +379,6 @@ int ow_view_update(ow_view *v, ow_replica *r, ow_cell center, int radius_cells, 
 
   snap *base = v->acked ? &v->ring[v->acked % RING] : NULL;
   if (base && base->id != v->acked) base = NULL;
-  /* Removals cover everything the client may hold: the base and every snapshot sent after it. A
-   * client can then apply a delta straight onto its current table. */
-  OW_VEC(ow_id) known = {0};
-  if (base) {
-    for (uint32_t id = base->id; id && id <= v->last_sent; id++) {
-      snap *k = &v->ring[id % RING];
-      if (k->id != id) continue;
-      for (size_t q = 0; q < k->n; q++) OW_VEC_PUSH(known, k->ids[q]);
-    }
-    if (known.len > 1) qsort(known.v, known.len, sizeof *known.v, cmp_id);
-  }
   /* Merge the sorted current set against the base: changed or new entities. */
   OW_VEC(ow_id) changed = {0};
   OW_VEC(ow_id) removed = {0};
@@ -365,11 +389,29 @@ int ow_view_update(ow_view *v, ow_replica *r, ow_cell center, int radius_cells, 
       OW_VEC_PUSH(changed, cur.v[i].id);
     i++;
   }
-  /* Then what the client may hold that is no longer there. */
-  for (i = 0, j = 0; i < known.len; i++) {
-    if (i && known.v[i] == known.v[i - 1]) continue;
-    while (j < cur.len && cur.v[j].id < known.v[i]) j++;
-    if (j >= cur.len || cur.v[j].id != known.v[i]) OW_VEC_PUSH(removed, known.v[i]);
+  /* Removals cover everything the client may hold: the base and every snapshot sent after it. A
+   * client can then apply a delta straight onto its current table. Each snapshot's ids are sorted,
+   * so each is merged against the current set on its own; only the (usually empty) result needs
+   * sorting and deduplicating when several snapshots contributed. */
+  int sources = 0;
+  if (base) {
+    for (uint32_t id = base->id; id && id <= v->last_sent; id++) {
+      snap *k = &v->ring[id % RING];
+      if (k->id != id) continue;
+      size_t before = removed.len;
+      for (i = 0, j = 0; i < k->n; i++) {
+        while (j < cur.len && cur.v[j].id < k->ids[i]) j++;
+        if (j >= cur.len || cur.v[j].id != k->ids[i]) OW_VEC_PUSH(removed, k->ids[i]);
+      }
+      if (removed.len > before) sources++;
+    }
+  }
+  if (sources > 1) {
+    qsort(removed.v, removed.len, sizeof *removed.v, cmp_id);
+    size_t n = 0;
+    for (i = 0; i < removed.len; i++)
+      if (!n || removed.v[n - 1] != removed.v[i]) removed.v[n++] = removed.v[i];
+    removed.len = n;
   }
   /* Nothing new for the client: unless the last snapshot is unacknowledged and old, stay quiet. */
   snap *last = v->last_sent ? &v->ring[v->last_sent % RING] : NULL;
@@ -418,8 +460,6 @@ int ow_view_update(ow_view *v, ow_replica *r, ow_cell center, int radius_cells, 
   v->last_sent = ch.id;
   v->last_sent_ns = now_ns;
 done:
-  OW_VEC_FREE(known);
-  OW_VEC_FREE(cur);
   OW_VEC_FREE(changed);
   OW_VEC_FREE(removed);
   return emitted;

@@ -81,6 +81,11 @@ struct ow_server {
   ow_net *net;
   ow_replica *replica;
   uv_timer_t publish, poses, housekeeping, notice;
+  /* When pose_hz <= tick_hz, poses are published from the tick (the first tick at or after
+   * next_pose_ns) rather than from their own timer: a client's POSES and SNAPSHOT of that tick are
+   * then queued together and leave in one WebSocket message. */
+  bool poses_on_tick;
+  uint64_t next_pose_ns;
   int handles;
   OW_VEC(client *) clients; /* every connection, for publishing */
   ow_map by_session;        /* zone session -> client* */
@@ -921,9 +926,18 @@ static double reliable_rate(client *c, uint64_t now) {
   return c->reliable_bps;
 }
 
+static void publish_poses(ow_server *s);
+
 static void publish_cb(uv_timer_t *t) {
   ow_server *s = t->data;
   uint64_t now = ow_now_ns();
+  if (s->poses_on_tick && now >= s->next_pose_ns) {
+    uint64_t period = (uint64_t)(1e9 / s->cfg.pose_hz);
+    s->next_pose_ns += period;
+    if (s->next_pose_ns < now) s->next_pose_ns = now + period; /* fell behind: no burst */
+    publish_poses(s);
+    now = ow_now_ns();
+  }
   for (size_t i = 0; i < s->clients.len; i++) {
     client *c = s->clients.v[i];
     if (c->state != S_JOINED || !c->conn || ow_conn_closing(c->conn)) continue;
@@ -933,7 +947,7 @@ static void publish_cb(uv_timer_t *t) {
 }
 
 typedef struct cand {
-  client *sender;
+  uint32_t j; /* index of the sender in the publish's posers */
   float prio;
 } cand;
 
@@ -948,14 +962,20 @@ static int cmp_cand(const void *a, const void *b) {
  * queued. */
 static uint64_t cell_pack(ow_cell c) { return ((uint64_t)(uint32_t)c.x << 32) | (uint32_t)c.z; }
 
-static void poses_cb(uv_timer_t *t) {
-  ow_server *s = t->data;
+static void poses_cb(uv_timer_t *t) { publish_poses(t->data); }
+
+static void publish_poses(ow_server *s) {
   uint64_t t0 = ow_now_ns();
   ow_world *w = ow_zone_world(s->zone);
   double total = s->cfg.down_kbps * 1000.0 / 8.0; /* bytes per second per client */
   /* Joined players with a pose, bucketed by region cell once per publish, so that each receiver
-   * looks only at the cells around it instead of at every player in the zone. */
+   * looks only at the cells around it instead of at every player in the zone. Each one's POSES
+   * entry (avatar id and pose) is encoded once here and copied into every receiver's message. */
   OW_VEC(client *) posers = {0};
+  OW_VEC(const ow_entity *) where = {0};
+  OW_VEC(uint32_t) ent_at = {0}; /* poser j's entry is ents[ent_at[j] .. ent_at[j + 1]) */
+  ow_buf ents;
+  ow_buf_init(&ents);
   ow_map first;      /* cell -> index + 1 of the first poser in it */
   ow_map_init(&first);
   OW_VEC(uint32_t) next = {0};
@@ -968,8 +988,13 @@ static void poses_cb(uv_timer_t *t) {
     uint64_t *head = ow_map_get(&first, key);
     OW_VEC_PUSH(next, head ? (uint32_t)*head : 0);
     OW_VEC_PUSH(posers, sc);
+    OW_VEC_PUSH(where, e);
+    OW_VEC_PUSH(ent_at, (uint32_t)ents.len);
+    ow_buf_u64(&ents, sc->avatar);
+    ow_proto_put_pose(&ents, &sc->pose);
     ow_map_set(&first, key, posers.len);
   }
+  OW_VEC_PUSH(ent_at, (uint32_t)ents.len);
   OW_VEC(cand) cands = {0};
   for (size_t i = 0; i < s->clients.len && posers.len; i++) {
     client *rc = s->clients.v[i];
@@ -979,6 +1004,7 @@ static void poses_cb(uv_timer_t *t) {
     if (!me) continue;
     ow_cell mc = ow_world_region_cell(w, me->region);
     cands.len = 0;
+    size_t need = 0; /* bytes of every candidate's entry */
     for (int dx = -s->radius_cells; dx <= s->radius_cells; dx++)
       for (int dz = -s->radius_cells; dz <= s->radius_cells; dz++) {
         ow_cell cc = {mc.x + dx, mc.z + dz};
@@ -986,28 +1012,33 @@ static void poses_cb(uv_timer_t *t) {
         for (uint32_t j = head ? (uint32_t)*head : 0; j; j = next.v[j - 1]) {
           client *sc = posers.v[j - 1];
           if (sc == rc) continue;
-          const ow_entity *other = ow_world_get(w, sc->avatar);
           uint64_t *pv = ow_map_get(&rc->prio, sc->session);
-          uint64_t packed = pv ? *pv : 0;
-          uint32_t sent_seq = (uint32_t)packed;
+          if (!pv) {
+            ow_map_set(&rc->prio, sc->session, 0);
+            pv = ow_map_get(&rc->prio, sc->session);
+          }
+          uint32_t sent_seq = (uint32_t)*pv;
           if (sent_seq == sc->pose_seq) continue; /* nothing new from this one */
+          const ow_entity *other = where.v[j - 1];
           float prio;
-          uint32_t bits = (uint32_t)(packed >> 32);
+          uint32_t bits = (uint32_t)(*pv >> 32);
           memcpy(&prio, &bits, 4);
           float ddx = other->xf.pos[0] - me->xf.pos[0], ddz = other->xf.pos[2] - me->xf.pos[2];
           prio += 1.0f / (1.0f + sqrtf(ddx * ddx + ddz * ddz) / 4.0f);
           memcpy(&bits, &prio, 4);
-          ow_map_set(&rc->prio, sc->session, ((uint64_t)bits << 32) | sent_seq);
-          cand cd = {sc, prio};
+          *pv = ((uint64_t)bits << 32) | sent_seq;
+          cand cd = {j - 1, prio};
           OW_VEC_PUSH(cands, cd);
+          need += ent_at.v[j] - ent_at.v[j - 1];
         }
       }
     if (!cands.len) continue;
-    qsort(cands.v, cands.len, sizeof *cands.v, cmp_cand);
     /* Reliable traffic comes first; poses get what is left of the client's budget, and never less
-     * than one pose per publish so that the nearest avatar keeps moving. */
+     * than one pose per publish so that the nearest avatar keeps moving. Priority order decides
+     * only when they do not all fit (header: type, length, server_time_ms, n). */
     double left = total - reliable_rate(rc, t0);
     size_t budget = left > 0 ? (size_t)(left / s->cfg.pose_hz) : 0;
+    if (3 + 4 + 2 + need > budget) qsort(cands.v, cands.len, sizeof *cands.v, cmp_cand);
     ow_buf *b = &s->out;
     b->len = 0;
     size_t at = ow_proto_begin(b, OW_MSG_POSES);
@@ -1016,13 +1047,13 @@ static void poses_cb(uv_timer_t *t) {
     ow_buf_u16(b, 0);
     uint16_t n = 0;
     for (size_t k = 0; k < cands.len; k++) {
-      client *sc = cands.v[k].sender;
-      size_t entry = 8 + 18 + 10u * sc->pose.nbones;
+      uint32_t j = cands.v[k].j;
+      client *sc = posers.v[j];
+      size_t entry = ent_at.v[j + 1] - ent_at.v[j];
       if (n && b->len + entry > budget) break;
-      ow_buf_u64(b, sc->avatar);
-      ow_proto_put_pose(b, &sc->pose);
+      ow_buf_put(b, ents.data + ent_at.v[j], entry);
       n++;
-      ow_map_set(&rc->prio, sc->session, sc->pose_seq); /* priority back to 0 */
+      *ow_map_get(&rc->prio, sc->session) = sc->pose_seq; /* priority back to 0 */
     }
     b->data[count_at] = (uint8_t)n;
     b->data[count_at + 1] = (uint8_t)(n >> 8);
@@ -1035,7 +1066,10 @@ static void poses_cb(uv_timer_t *t) {
   }
   OW_VEC_FREE(cands);
   OW_VEC_FREE(posers);
+  OW_VEC_FREE(where);
+  OW_VEC_FREE(ent_at);
   OW_VEC_FREE(next);
+  ow_buf_deinit(&ents);
   ow_map_deinit(&first);
   ow_samples_add(&s->stats.poses_ns, ow_now_ns() - t0);
 }
@@ -1068,7 +1102,12 @@ int ow_server_create(ow_server **out, uv_loop_t *loop, ow_zone *zone, ow_zone_lo
   s->radius_cells = (int)ceilf(cfg->interest_radius / rs);
   s->replica = ow_replica_create(ow_zone_world(zone), ow_zone_durable_frame(zone));
   ow_net_handlers h = {on_open, on_message, on_oversize, on_close, status_json, s};
-  int rc = ow_net_create(&s->net, loop, &cfg->net, &h);
+  /* docs/protocol.md: one WebSocket message carries one or more protocol messages, at most 60 KiB
+   * from the server. Joining what is queued for a client saves a send (and its writable event) per
+   * message: a pose publish and a snapshot of the same turn leave together. */
+  ow_net_config nc = cfg->net;
+  nc.coalesce = 60 * 1024;
+  int rc = ow_net_create(&s->net, loop, &nc, &h);
   if (rc) {
     ow_replica_destroy(s->replica);
     ow_free(s);
@@ -1082,7 +1121,9 @@ int ow_server_create(ow_server **out, uv_loop_t *loop, ow_zone *zone, ow_zone_lo
   s->handles = 4;
   uint64_t tick = (uint64_t)(1000.0 / cfg->tick_hz), pose = (uint64_t)(1000.0 / cfg->pose_hz);
   uv_timer_start(&s->publish, publish_cb, tick ? tick : 1, tick ? tick : 1);
-  uv_timer_start(&s->poses, poses_cb, pose ? pose : 1, pose ? pose : 1);
+  s->poses_on_tick = cfg->pose_hz <= cfg->tick_hz;
+  s->next_pose_ns = ow_now_ns();
+  if (!s->poses_on_tick) uv_timer_start(&s->poses, poses_cb, pose ? pose : 1, pose ? pose : 1);
   uv_timer_start(&s->housekeeping, housekeeping_cb, 1000, 1000);
   *out = s;
   return 0;

@@ -14,7 +14,7 @@ const path = require('node:path');
 const crypto = require('node:crypto');
 const { performance } = require('node:perf_hooks');
 const WebSocket = require('ws');
-const P = require('./protocol');
+const P = require('../../clients/js/protocol');
 
 const { MSG, ACT, BYE, KIND, E, enc } = P;
 

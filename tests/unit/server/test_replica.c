@@ -61,11 +61,27 @@ static void emit(void *ud, const uint8_t *p, size_t n) {
   s->chunks++;
 }
 
-static seen update(fx *f, ow_cell c, int radius, uint64_t now) {
+static seen update_view(fx *f, ow_view *v, ow_cell c, int radius, uint64_t now) {
   seen s;
   memset(&s, 0, sizeof s);
-  ow_view_update(f->view, f->rep, c, radius, now, emit, &s);
+  ow_view_update(v, f->rep, c, radius, now, emit, &s);
   return s;
+}
+
+static seen update(fx *f, ow_cell c, int radius, uint64_t now) {
+  return update_view(f, f->view, c, radius, now);
+}
+
+/* The player moves its avatar to x (metres) with action `seq`, and the frame is made durable. */
+static void move_to(fx *f, uint64_t sid, ow_id avatar, uint64_t seq, float x) {
+  ow_action mv = {.type = OW_ACT_MOVE, .target = avatar};
+  ow_transform_identity(&mv.xf);
+  mv.xf.pos[0] = x;
+  ow_result r;
+  uint64_t frame;
+  bool rep;
+  assert_int_equal(ow_zone_act(f->zone, sid, seq, &mv, &r, &frame, &rep), 0);
+  assert_int_equal(ow_zone_commit_sync(f->zone, false), 0);
 }
 
 static void seen_free(seen *s) {
@@ -136,14 +152,7 @@ static void test_full_delta_confirmed(void **state) {
   seen_free(&s);
 
   /* Until it is acknowledged, later deltas stay against the first snapshot. */
-  ow_action mv = {.type = OW_ACT_MOVE, .target = avatar};
-  ow_transform_identity(&mv.xf);
-  mv.xf.pos[0] = 5;
-  ow_result r;
-  uint64_t frame;
-  bool rep;
-  assert_int_equal(ow_zone_act(f->zone, sid, 1, &mv, &r, &frame, &rep), 0);
-  assert_int_equal(ow_zone_commit_sync(f->zone, false), 0);
+  move_to(f, sid, avatar, 1, 5);
   s = update(f, origin, 1, 5);
   assert_int_equal(s.base, first);
   assert_true(has(&s, avatar));
@@ -152,9 +161,7 @@ static void test_full_delta_confirmed(void **state) {
   ow_view_ack(f->view, 12345); /* never sent: ignored */
 
   /* The avatar walks out of the area of interest: it is removed, with its inventory. */
-  mv.xf.pos[0] = 700;
-  assert_int_equal(ow_zone_act(f->zone, sid, 2, &mv, &r, &frame, &rep), 0);
-  assert_int_equal(ow_zone_commit_sync(f->zone, false), 0);
+  move_to(f, sid, avatar, 2, 700);
   s = update(f, origin, 1, 6);
   assert_int_equal(s.removed.len, 2);
   assert_int_equal(s.ids.len, 0);
@@ -210,11 +217,59 @@ static void test_chunks(void **state) {
   seen_free(&s);
 }
 
+/* Views in different cells, updated in turn, share the replica's gathered areas; a change makes
+ * every gathered area stale. Removals merge every unacknowledged snapshot, without duplicates. */
+static void test_views_in_turn(void **state) {
+  fx *f = *state;
+  ow_view *far = ow_view_create();
+  ow_cell origin = {0, 0}, east = {2, 0}; /* east: x in [512, 768) m, nothing of the seed world */
+  seen a = update(f, origin, 0, 1), s = update_view(f, far, east, 0, 1);
+  assert_true(a.ids.len > 0);
+  assert_int_equal(s.ids.len, 0);
+  ow_view_ack(f->view, a.id);
+  ow_view_ack(far, s.id);
+  seen_free(&a);
+  seen_free(&s);
+
+  uint64_t sid;
+  ow_id avatar;
+  assert_int_equal(ow_zone_login(f->zone, 1, &sid, &avatar), 0);
+  assert_int_equal(ow_zone_commit_sync(f->zone, false), 0);
+  a = update(f, origin, 0, 2); /* S1: the avatar and its inventory, left unacknowledged */
+  s = update_view(f, far, east, 0, 2);
+  assert_true(has(&a, avatar));
+  assert_int_equal(s.chunks, 0); /* nothing changed in the east */
+  seen_free(&a);
+  seen_free(&s);
+
+  move_to(f, sid, avatar, 1, 3);
+  s = update_view(f, far, east, 0, 3);
+  assert_int_equal(s.chunks, 0);
+  seen_free(&s);
+  a = update(f, origin, 0, 3); /* S2: the avatar moved, still unacknowledged */
+  assert_true(has(&a, avatar));
+  seen_free(&a);
+
+  move_to(f, sid, avatar, 2, 600); /* into the east cell */
+  s = update_view(f, far, east, 0, 4);
+  assert_true(has(&s, avatar));
+  seen_free(&s);
+  a = update(f, origin, 0, 4);
+  /* The avatar and its inventory were in S1 and S2: each is removed once. */
+  assert_int_equal(a.ids.len, 0);
+  assert_int_equal(a.removed.len, 2);
+  assert_true(a.removed.v[0] != a.removed.v[1]);
+  assert_true(a.removed.v[0] == avatar || a.removed.v[1] == avatar);
+  seen_free(&a);
+  ow_view_destroy(far);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_full_delta_confirmed, setup, teardown),
       cmocka_unit_test_setup_teardown(test_frame_after_recovery, setup, teardown),
       cmocka_unit_test_setup_teardown(test_chunks, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_views_in_turn, setup, teardown),
   };
   return cmocka_run_group_tests_name("replica", tests, NULL, NULL);
 }

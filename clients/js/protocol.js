@@ -1,5 +1,5 @@
 'use strict';
-// otherworld protocol v1 codec, written only from docs/protocol.md and docs/world.md
+// otherworld protocol v1 codec for Node.js, written only from docs/protocol.md and docs/world.md
 // (constants from include/otherworld/protocol.h and include/otherworld/error.h).
 //
 // All integers are little-endian; u64 values are BigInt. Every protocol message is
