@@ -132,16 +132,42 @@ int main(int argc, char **argv) {
     goto out;
   }
 
+  /* Argon2 jobs and the store write share libuv's thread pool (sized when the first job is
+   * queued): give it one thread more than pwhash_jobs, so that a commit never waits behind
+   * password hashing. UV_THREADPOOL_SIZE set by the operator wins; then pwhash_jobs yields. */
+  uint32_t pwhash_jobs = (uint32_t)cfg.pwhash_jobs;
+  const char *pool_env = getenv("UV_THREADPOOL_SIZE");
+  if (pool_env && atoi(pool_env) > 0) {
+    if ((uint32_t)atoi(pool_env) <= pwhash_jobs) {
+      pwhash_jobs = atoi(pool_env) > 1 ? (uint32_t)atoi(pool_env) - 1 : 1;
+      OW_WARN("pwhash_jobs", "pwhash_jobs=%u uv_threadpool_size=%s hint=\"a thread is kept for the "
+              "store write\"", pwhash_jobs, pool_env);
+    }
+  } else {
+    char pool[16];
+    snprintf(pool, sizeof pool, "%u", pwhash_jobs + 1 > 4 ? pwhash_jobs + 1 : 4);
+    setenv("UV_THREADPOOL_SIZE", pool, 1);
+  }
+
   a.loop = uv_default_loop();
   ow_zone_loop_create(&a.zl, a.loop, a.zone, cfg.tick_hz, cfg.checkpoint_s);
   ow_server_config sc = {
       .net = {.bind = cfg.bind, .port = (int)cfg.port, .max_message = (size_t)cfg.max_message,
-              .send_limit = (size_t)cfg.send_limit_kb << 10},
+              .send_limit = (size_t)cfg.send_limit_kb << 10, .max_conns = (size_t)cfg.max_conns,
+              .max_conns_per_addr = (size_t)cfg.max_conns_per_addr,
+              .handshake_timeout_s = (unsigned)cfg.handshake_timeout_s},
       .name = cfg.server_name, .tick_hz = cfg.tick_hz, .pose_hz = cfg.pose_hz,
       .interest_radius = (float)cfg.interest_radius, .max_players = (uint32_t)cfg.max_players,
       .action_rate = cfg.action_rate, .action_burst = cfg.action_burst, .pose_rate = cfg.pose_rate,
       .down_kbps = cfg.down_kbps, .idle_s = cfg.idle_s, .shutdown_notice_s = cfg.shutdown_notice_s,
-      .eager_commit = cfg.eager_commit != 0};
+      .eager_commit = cfg.eager_commit != 0,
+      .login_fails_account = (uint32_t)cfg.login_fails_account,
+      .login_fails_addr = (uint32_t)cfg.login_fails_addr,
+      .login_fail_window_s = cfg.login_fail_window_s, .login_lock_s = cfg.login_lock_s,
+      .login_lock_max_s = cfg.login_lock_max_s, .pwhash_jobs = pwhash_jobs,
+      .pwhash_queue = (uint32_t)cfg.pwhash_queue, .pwhash_per_addr = (uint32_t)cfg.pwhash_per_addr,
+      .chat_rate = cfg.chat_rate, .chat_burst = cfg.chat_burst, .rate_kick = cfg.rate_kick,
+      .rate_kick_decay = cfg.rate_kick_decay};
   rc = ow_server_create(&a.server, a.loop, a.zone, a.zl, auth, &sc);
   if (rc) {
     fprintf(stderr, "otherworld: cannot listen on %s:%g: %s\n", cfg.bind, cfg.port, ow_strerror(rc));
