@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "auth/auth.h"
@@ -136,6 +137,10 @@ int main(int argc, char **argv) {
    * queued): give it one thread more than pwhash_jobs, so that a commit never waits behind
    * password hashing. UV_THREADPOOL_SIZE set by the operator wins; then pwhash_jobs yields. */
   uint32_t pwhash_jobs = (uint32_t)cfg.pwhash_jobs;
+  if (!pwhash_jobs) { /* half the cores: the other half stays with the loop and the store */
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    pwhash_jobs = cores >= 8 ? 4 : cores >= 2 ? (uint32_t)cores / 2 : 1;
+  }
   const char *pool_env = getenv("UV_THREADPOOL_SIZE");
   if (pool_env && atoi(pool_env) > 0) {
     if ((uint32_t)atoi(pool_env) <= pwhash_jobs) {
@@ -182,10 +187,10 @@ int main(int argc, char **argv) {
   uv_signal_start(&a.sigint, on_signal, SIGINT);
   uv_signal_start(&a.sigterm, on_signal, SIGTERM);
   OW_INFO("listening", "url=ws://%s:%d/ws status=http://%s:%d/status accounts=%zu tick_hz=%g "
-          "durability=%s hint=\"stop with Ctrl-C or SIGTERM\"",
+          "durability=%s pwhash_jobs=%u hint=\"stop with Ctrl-C or SIGTERM\"",
           strcmp(cfg.bind, "0.0.0.0") ? cfg.bind : "127.0.0.1", ow_server_port(a.server),
           strcmp(cfg.bind, "0.0.0.0") ? cfg.bind : "127.0.0.1", ow_server_port(a.server),
-          ow_auth_accounts(auth), cfg.tick_hz, cfg.durability);
+          ow_auth_accounts(auth), cfg.tick_hz, cfg.durability, pwhash_jobs);
 
   uv_run(a.loop, UV_RUN_DEFAULT);
 
