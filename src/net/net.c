@@ -13,6 +13,9 @@
 /* /status is answered from a copy at most this old: building it sorts the loop's latency
  * samples, and a client polling it in a loop must not be able to stall the world. */
 #define STATUS_REUSE_NS 100000000ull
+/* A connection closed after its last message (SERVER_BYE) waits this long for the peer to close
+ * (see LWS_CALLBACK_SERVER_WRITEABLE). */
+#define LINGER_S 2
 /* Descriptors kept free for the store, the log and the loop when max_conns is clamped. */
 #define FD_RESERVE 64
 
@@ -32,6 +35,7 @@ struct ow_conn {
   size_t queued;
   bool closing;
   bool close_now;
+  bool lingering; /* everything is written and the write side shut: waiting for the peer */
   uint64_t rx_bytes, tx_bytes;
   uint64_t addr; /* ow_conn_addr() */
   char peer[64];
@@ -236,6 +240,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
   case LWS_CALLBACK_RECEIVE: {
     ow_conn *c = p->conn;
     if (!c) return -1;
+    if (c->lingering) return 0; /* the conversation is over: read and dropped */
     c->rx_bytes += len;
     if (lws_is_first_fragment(wsi)) {
       c->rx.len = 0;
@@ -268,6 +273,18 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
      * lws 4.1 on libuv drops the TCP connection here without a Close frame although a reason is
      * set (clients see 1006); the protocol's SERVER_BYE, written before, is the real reason. */
     if (c->close_now || (c->closing && !c->head)) {
+      /* A lingering close, as web servers do: closing a socket that still holds unread input
+       * makes the kernel send a reset that can destroy what was written last (the SERVER_BYE
+       * saying why) before the peer reads it, which is what happens to a client that keeps
+       * sending. So the write side is shut (the FIN follows the BYE), the input is read and
+       * dropped, and the connection closes when the peer closes or after LINGER_S. */
+      if (!c->close_now && !c->lingering) {
+        c->lingering = true;
+        shutdown((int)lws_get_socket_fd(wsi), SHUT_WR);
+        lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LINGER_S);
+        return 0;
+      }
+      if (c->lingering) return 0;
       lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
       return -1;
     }
@@ -333,9 +350,19 @@ int ow_net_create(ow_net **out, uv_loop_t *loop, const ow_net_config *cfg, const
   ow_map_init(&n->by_wsi);
   ow_map_init(&n->per_addr);
   ow_buf_init(&n->status);
-  /* Past the descriptor limit accept() fails and lws keeps retrying it: refuse earlier instead. */
-  struct rlimit rl;
-  if (!getrlimit(RLIMIT_NOFILE, &rl) && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur > 2 * FD_RESERVE) {
+  /* Past the descriptor limit accept() fails and lws keeps retrying it: refuse earlier instead.
+   * The soft limit is raised first, as far as the hard limit allows (as Redis does). */
+  struct rlimit rl = {RLIM_INFINITY, RLIM_INFINITY};
+  if (getrlimit(RLIMIT_NOFILE, &rl)) rl.rlim_cur = rl.rlim_max = RLIM_INFINITY;
+  if (rl.rlim_cur != RLIM_INFINITY) {
+    rlim_t want = n->cfg.max_conns ? (rlim_t)n->cfg.max_conns + FD_RESERVE : rl.rlim_max;
+    if (want > rl.rlim_max) want = rl.rlim_max;
+    if (want > rl.rlim_cur) {
+      struct rlimit up = {want, rl.rlim_max};
+      if (!setrlimit(RLIMIT_NOFILE, &up)) rl.rlim_cur = want;
+    }
+  }
+  if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur > 2 * FD_RESERVE) {
     size_t cap = (size_t)rl.rlim_cur - FD_RESERVE;
     if (!n->cfg.max_conns || n->cfg.max_conns > cap) {
       OW_WARN("max_conns_clamped", "max_conns=%zu nofile=%llu now=%zu hint=\"raise ulimit -n for more "

@@ -1406,8 +1406,10 @@ int main(int argc, char **argv) {
         tcp_after, tcp_base);
   check(mem_after >= 0 && mem_after <= mem_base + 2.0 * 1024 * 1024,
         "server heap after the attack %.0f bytes, baseline %.0f", mem_after, mem_base);
-  check(rss_after <= rss_base + 64 * 1024, "server RSS after the attack %ld kB, baseline %ld kB", rss_after,
-        rss_base);
+  /* Resident memory also holds what the allocator keeps for reuse, so the bound is loose; under
+   * the sanitizers (--quick) freed memory sits in ASan's quarantine and is not checked. */
+  check(R.quick || rss_after <= rss_base + 64 * 1024, "server RSS after the attack %ld kB, baseline %ld kB",
+        rss_after, rss_base);
 
   kill(server, SIGTERM);
   int status;
