@@ -18,7 +18,7 @@ struct ow_throttle {
   uint64_t swept_ns; /* or a window after the last sweep */
 };
 
-#define NS(s) ((uint64_t)((s) * 1e9))
+#define NS(s) ((uint64_t)((s)*1e9))
 
 ow_throttle *ow_throttle_create(const ow_throttle_config *cfg) {
   ow_throttle *t = ow_calloc(1, sizeof *t);

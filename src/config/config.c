@@ -75,7 +75,8 @@ static const setting table[] = {
       "or WebSocket handshake, however slowly it trickles the bytes"),
     N(login_fails_account, "5", 1, 1e6, "failed logins to one account before it is locked (LOGIN "
       "answers OW_E_RATE without checking the password); RESUME is not affected"),
-    N(login_fails_addr, "20", 1, 1e6, "failed logins from one address before the address is locked"),
+    N(login_fails_addr, "20", 1, 1e6,
+      "failed logins from one address before the address is locked"),
     N(login_fail_window_s, "600", 1, 1e7, "an account or address without failures or lock for this "
       "long starts again from zero"),
     N(login_lock_s, "5", 0.01, 1e7, "first lock after too many failed logins; each further failure "

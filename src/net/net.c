@@ -83,7 +83,8 @@ static uint64_t addr_key(const struct sockaddr_storage *ss) {
     const uint8_t *b = ((const struct sockaddr_in6 *)ss)->sin6_addr.s6_addr;
     static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
     if (!memcmp(b, mapped, 12))
-      return (1ull << 32) | ((uint64_t)b[12] << 24) | ((uint64_t)b[13] << 16) | ((uint64_t)b[14] << 8) | b[15];
+      return (1ull << 32) | ((uint64_t)b[12] << 24) | ((uint64_t)b[13] << 16) |
+             ((uint64_t)b[14] << 8) | b[15];
     uint64_t k = 0;
     for (int i = 0; i < 8; i++) k = (k << 8) | b[i];
     return k ? k : 1;
@@ -97,8 +98,9 @@ static int peer_key(int fd, uint64_t *key, char *text, size_t tl) {
   if (getpeername(fd, (struct sockaddr *)&ss, &sl)) return -errno;
   *key = addr_key(&ss);
   if (text) {
-    const void *a = ss.ss_family == AF_INET6 ? (const void *)&((struct sockaddr_in6 *)&ss)->sin6_addr
-                                             : (const void *)&((struct sockaddr_in *)&ss)->sin_addr;
+    const void *a = ss.ss_family == AF_INET6
+                        ? (const void *)&((struct sockaddr_in6 *)&ss)->sin6_addr
+                        : (const void *)&((struct sockaddr_in *)&ss)->sin_addr;
     if (!inet_ntop(ss.ss_family, a, text, (socklen_t)tl)) snprintf(text, tl, "?");
   }
   return 0;
@@ -124,8 +126,9 @@ static bool admit(ow_net *n, int fd) {
   if (now - n->refused_logged_ns >= 1000000000ull) {
     n->refused_logged_ns = now;
     OW_WARN("connection_refused", "peer=%s limit=%s open=%zu from_peer=%llu refused_total=%llu "
-            "refused_addr=%llu", text, why, n->stats.tcp_open, open ? (unsigned long long)*open : 0ull,
-            (unsigned long long)n->stats.refused_total, (unsigned long long)n->stats.refused_addr);
+            "refused_addr=%llu", text, why, n->stats.tcp_open,
+            open ? (unsigned long long)*open : 0ull, (unsigned long long)n->stats.refused_total,
+            (unsigned long long)n->stats.refused_addr);
   }
   return false;
 }
@@ -365,8 +368,8 @@ int ow_net_create(ow_net **out, uv_loop_t *loop, const ow_net_config *cfg, const
   if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur > 2 * FD_RESERVE) {
     size_t cap = (size_t)rl.rlim_cur - FD_RESERVE;
     if (!n->cfg.max_conns || n->cfg.max_conns > cap) {
-      OW_WARN("max_conns_clamped", "max_conns=%zu nofile=%llu now=%zu hint=\"raise ulimit -n for more "
-              "connections\"", n->cfg.max_conns, (unsigned long long)rl.rlim_cur, cap);
+      OW_WARN("max_conns_clamped", "max_conns=%zu nofile=%llu now=%zu hint=\"raise ulimit -n for "
+              "more connections\"", n->cfg.max_conns, (unsigned long long)rl.rlim_cur, cap);
       n->cfg.max_conns = cap;
     }
   }

@@ -380,7 +380,8 @@ static void job_done(uv_work_t *w, int status) {
 }
 
 /* Queues the job (admission was checked by the caller) and starts it if a thread is free. */
-static void start_job(client *c, uint8_t kind, uint32_t req, ow_str name, ow_str pw, uint64_t name_key) {
+static void start_job(client *c, uint8_t kind, uint32_t req, ow_str name, ow_str pw,
+                      uint64_t name_key) {
   ow_server *s = c->srv;
   job *j = ow_calloc(1, sizeof *j);
   j->srv = s;
@@ -427,7 +428,8 @@ static void rate_strike(client *c, double w) {
   c->strikes += w;
   if (c->strikes <= s->cfg.rate_kick) return;
   s->stats.rate_kicks++;
-  OW_INFO("rate_kick", "peer=%s account=%llu", ow_conn_peer(c->conn), (unsigned long long)c->account);
+  OW_INFO("rate_kick", "peer=%s account=%llu", ow_conn_peer(c->conn),
+          (unsigned long long)c->account);
   kick(c, OW_BYE_RATE, "rate limits exceeded repeatedly");
 }
 
@@ -850,8 +852,10 @@ static void status_abuse(ow_server *s, ow_buf *out) {
       (unsigned long long)ns->refused_addr, (unsigned long long)ns->oversize,
       (unsigned long long)s->stats.protocol_errors, (unsigned long long)s->stats.too_slow,
       (unsigned long long)s->stats.rate_limited, (unsigned long long)s->stats.rate_kicks,
-      (unsigned long long)s->stats.logins_failed, (unsigned long long)s->stats.login_refused_account,
-      (unsigned long long)s->stats.login_refused_addr, (unsigned long long)s->stats.pwhash_refused_addr,
+      (unsigned long long)s->stats.logins_failed,
+      (unsigned long long)s->stats.login_refused_account,
+      (unsigned long long)s->stats.login_refused_addr,
+      (unsigned long long)s->stats.pwhash_refused_addr,
       (unsigned long long)s->stats.pwhash_refused_busy, s->jobs_running, s->jobs_queued);
   ow_buf_put(out, buf, (size_t)n);
 }
@@ -1117,8 +1121,10 @@ int ow_server_create(ow_server **out, uv_loop_t *loop, ow_zone *zone, ow_zone_lo
   ow_map_init(&s->undelivered);
   ow_map_init(&s->jobs_by_addr);
   randombytes_buf(s->name_key, sizeof s->name_key);
-  ow_throttle_config ta = {.max_fails = cfg->login_fails_account, .window_s = cfg->login_fail_window_s,
-                           .lock_s = cfg->login_lock_s, .lock_max_s = cfg->login_lock_max_s};
+  ow_throttle_config ta = {.max_fails = cfg->login_fails_account,
+                           .window_s = cfg->login_fail_window_s,
+                           .lock_s = cfg->login_lock_s,
+                           .lock_max_s = cfg->login_lock_max_s};
   ow_throttle_config tb = ta;
   tb.max_fails = cfg->login_fails_addr;
   s->fail_account = ow_throttle_create(&ta);

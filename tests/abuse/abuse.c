@@ -49,7 +49,8 @@
 #define IP_BIND_ADDRESS_NO_PORT 24
 #endif
 
-/* ---- settings of the run ---------------------------------------------------------------------- */
+/* ---- settings of the run ----------------------------------------------------------------------
+ */
 
 static bool garbage_skip;
 static struct {
@@ -104,7 +105,8 @@ static uint64_t rng_attack = 0x9e3779b97f4a7c15ull, rng_honest = 0x2545f4914f6cd
 static uint64_t rnd(void) { return xs(&rng_attack); }
 static uint64_t hrnd(void) { return xs(&rng_honest); }
 
-/* ---- the server -------------------------------------------------------------------------------- */
+/* ---- the server --------------------------------------------------------------------------------
+ */
 
 static void start_server(const char *bin) {
   char log[300], data[300];
@@ -188,7 +190,8 @@ static long rss_kb(void) {
   return kb;
 }
 
-/* ---- latency samples --------------------------------------------------------------------------- */
+/* ---- latency samples ---------------------------------------------------------------------------
+ */
 
 typedef struct sample {
   uint64_t at, ns; /* when the action was issued, and how long the reply took */
@@ -321,8 +324,8 @@ static void hcb_applied(ow_client *c, void *ud, uint32_t req, uint64_t seq, cons
   }
 }
 
-static void hcb_durable(ow_client *c, void *ud, uint64_t frame, int32_t status, const uint64_t *seqs,
-                        size_t n) {
+static void hcb_durable(ow_client *c, void *ud, uint64_t frame, int32_t status,
+                        const uint64_t *seqs, size_t n) {
   (void)c, (void)frame;
   honest *p = ud;
   if (status) {
@@ -410,9 +413,14 @@ static void *honest_thread(void *arg) {
   (void)arg;
   ow_client_ctx_opts o = {.max_connections = (unsigned)R.honest + 16};
   if (ow_client_ctx_create(&o, &H.ctx)) die("client context");
-  ow_client_callbacks cb = {.on_welcome = hcb_welcome, .on_ok = hcb_ok, .on_session = hcb_session,
-                            .on_joined = hcb_joined, .on_applied = hcb_applied,
-                            .on_durable = hcb_durable, .on_error = hcb_error, .on_bye = hcb_bye,
+  ow_client_callbacks cb = {.on_welcome = hcb_welcome,
+                            .on_ok = hcb_ok,
+                            .on_session = hcb_session,
+                            .on_joined = hcb_joined,
+                            .on_applied = hcb_applied,
+                            .on_durable = hcb_durable,
+                            .on_error = hcb_error,
+                            .on_bye = hcb_bye,
                             .on_close = hcb_close};
   for (int i = 0; i < R.honest; i++) {
     honest *p = &H.p[i];
@@ -420,7 +428,8 @@ static void *honest_thread(void *arg) {
     p->home[0] = (float)(i % 10) * 3 - 15;
     p->home[2] = (float)(i / 10) * 3 - 8;
     p->c = ow_client_create(H.ctx, &cb, p);
-    if (ow_client_connect(p->c, "127.0.0.1", port, NULL) || ow_client_hello(p->c, "abuse-honest") < 0)
+    if (ow_client_connect(p->c, "127.0.0.1", port, NULL) ||
+        ow_client_hello(p->c, "abuse-honest") < 0)
       die("honest connect");
   }
   while (!atomic_load(&H.stop)) {
@@ -474,7 +483,8 @@ static void *honest_thread(void *arg) {
   return NULL;
 }
 
-/* ---- raw attack connections (epoll) -------------------------------------------------------------- */
+/* ---- raw attack connections (epoll)
+ * -------------------------------------------------------------- */
 
 enum kind {
   K_GARBAGE_HTTP,   /* bytes that are no HTTP request */
@@ -495,13 +505,26 @@ enum kind {
   K_NKINDS
 };
 static const char *const kind_name[K_NKINDS] = {
-    "garbage_http", "garbage_frames", "garbage_msg", "garbage_text", "slowloris", "halfopen",
-    "oversize_1mib", "oversize_2e40", "oversize_fragments", "oversize_http_header", "flood_action",
-    "flood_pose", "flood_chat", "guess", "hashflood"};
+    "garbage_http",         "garbage_frames", "garbage_msg",
+    "garbage_text",         "slowloris",      "halfopen",
+    "oversize_1mib",        "oversize_2e40",  "oversize_fragments",
+    "oversize_http_header", "flood_action",   "flood_pose",
+    "flood_chat",           "guess",          "hashflood"};
 
 enum { C_IDLE, C_CONNECTING, C_OPEN, C_DONE };
 /* Steps of the scripted WebSocket conversations. */
-enum { W_NONE, W_HANDSHAKE, W_WELCOME, W_REGISTERED, W_SESSION, W_JOINED, W_READY, W_FLOOD, W_GUESS, W_END };
+enum {
+  W_NONE,
+  W_HANDSHAKE,
+  W_WELCOME,
+  W_REGISTERED,
+  W_SESSION,
+  W_JOINED,
+  W_READY,
+  W_FLOOD,
+  W_GUESS,
+  W_END
+};
 
 typedef struct rconn {
   int kind, st, step;
@@ -591,7 +614,8 @@ static void send_bytes(rconn *c, const void *p, size_t n) {
 }
 
 /* One masked client frame: b0 is FIN/RSV/opcode; `announced` may exceed n (oversize). */
-static void ws_frame(rconn *c, uint8_t b0, const uint8_t *p, size_t n, uint64_t announced, bool mask) {
+static void ws_frame(rconn *c, uint8_t b0, const uint8_t *p, size_t n, uint64_t announced,
+                     bool mask) {
   uint8_t h[14];
   size_t hl = 0;
   h[hl++] = b0;
@@ -682,7 +706,6 @@ static void on_handshake(rconn *c) {
   }
 }
 
-
 static void on_welcome(rconn *c) {
   uint8_t junk[8192];
   for (size_t i = 0; i < sizeof junk; i++) junk[i] = (uint8_t)rnd();
@@ -729,11 +752,16 @@ static void on_msg(rconn *c, const ow_msg *m) {
   case OW_MSG_ERROR: {
     int code = m->u.error.code;
     c->errors++;
-    if (code == OW_E_PROTO) c->err_proto++;
-    else if (code == OW_E_TOO_LARGE) c->err_too_large++;
-    else if (code == OW_E_RATE) c->err_rate++;
-    else if (code == OW_E_AUTH) c->err_auth++;
-    else c->err_other++;
+    if (code == OW_E_PROTO)
+      c->err_proto++;
+    else if (code == OW_E_TOO_LARGE)
+      c->err_too_large++;
+    else if (code == OW_E_RATE)
+      c->err_rate++;
+    else if (code == OW_E_AUTH)
+      c->err_auth++;
+    else
+      c->err_other++;
     if (c->kind >= K_FLOOD_ACTION && c->kind <= K_FLOOD_CHAT && c->step < W_READY) {
       /* Setting up the flooder: registration meets the job limits like anyone's. */
       c->errors--;
@@ -778,9 +806,7 @@ static void on_msg(rconn *c, const ow_msg *m) {
   case OW_MSG_JOINED:
     if (c->step == W_JOINED) c->step = W_READY;
     break;
-  case OW_MSG_SERVER_BYE:
-    c->bye = m->u.bye.reason;
-    break;
+  case OW_MSG_SERVER_BYE: c->bye = m->u.bye.reason; break;
   default: break;
   }
 }
@@ -969,7 +995,8 @@ static void tick_conns(uint64_t now) {
     if (c->kind >= K_FLOOD_ACTION && c->kind <= K_FLOOD_CHAT) {
       if (c->step < W_READY && c->t_next && now >= c->t_next) { /* retry the refused step */
         c->t_next = 0;
-        send_creds(c, c->step == W_REGISTERED ? OW_MSG_REGISTER : OW_MSG_LOGIN, c->account, "flood-password");
+        send_creds(c, c->step == W_REGISTERED ? OW_MSG_REGISTER : OW_MSG_LOGIN, c->account,
+                   "flood-password");
       }
       if (c->step == W_READY && A.flood_go && !c->victim) {
         c->step = W_FLOOD;
@@ -991,7 +1018,8 @@ static void tick_conns(uint64_t now) {
             m.u.action.action.target = c->avatar;
             m.u.action.action.xf.pos[0] = 20 + (float)(rnd() % 100) / 100.0f;
             m.u.action.action.xf.rot[3] = 1;
-            m.u.action.action.xf.scale[0] = m.u.action.action.xf.scale[1] = m.u.action.action.xf.scale[2] = 1;
+            m.u.action.action.xf.scale[0] = m.u.action.action.xf.scale[1] =
+                m.u.action.action.xf.scale[2] = 1;
           } else if (c->kind == K_FLOOD_POSE) {
             m.type = OW_MSG_POSE;
             float q[4] = {0, 0, 0, 1};
@@ -1011,8 +1039,10 @@ static void tick_conns(uint64_t now) {
     }
     if (c->st == C_DONE) continue;
     /* Scripts that are over close the connection themselves. */
-    if (c->step == W_END && (c->kind == K_GUESS || c->kind == K_HASHFLOOD)) finish(c);
-    else if (c->step == W_GUESS && c->kind == K_HASHFLOOD && c->errors) finish(c);
+    if (c->step == W_END && (c->kind == K_GUESS || c->kind == K_HASHFLOOD))
+      finish(c);
+    else if (c->step == W_GUESS && c->kind == K_HASHFLOOD && c->errors)
+      finish(c);
   }
   A.active.len = keep;
 }
@@ -1029,12 +1059,15 @@ static void pump(int ms_) {
   tick_conns(ow_now_ns());
 }
 
-#define IP(a, b, c, d) (((uint32_t)(a) << 24) | ((uint32_t)(b) << 16) | ((uint32_t)(c) << 8) | (uint32_t)(d))
+#define IP(a, b, c, d)                                                                             \
+  (((uint32_t)(a) << 24) | ((uint32_t)(b) << 16) | ((uint32_t)(c) << 8) | (uint32_t)(d))
 
-/* ---- main -------------------------------------------------------------------------------------- */
+/* ---- main --------------------------------------------------------------------------------------
+ */
 
 typedef struct tally {
-  int conns, closed, timeout, connect_failed, proto_bye, err_proto, err_too_large, err_rate, bye_rate;
+  int conns, closed, timeout, connect_failed, proto_bye, err_proto, err_too_large, err_rate,
+      bye_rate;
   int http_response, refused_at_accept, other;
   double max_close_ms;
 } tally;
@@ -1124,7 +1157,8 @@ int main(int argc, char **argv) {
   /* OW_ABUSE_ONLY=gsofp (garbage, slowloris, oversize, floods, passwords) runs a part, to find
    * what costs the players what; the checks then fail for the parts left out. */
   const char *only = getenv("OW_ABUSE_ONLY");
-  bool do_g = !only || strchr(only, 'g'), do_s = !only || strchr(only, 's'), do_o = !only || strchr(only, 'o');
+  bool do_g = !only || strchr(only, 'g'), do_s = !only || strchr(only, 's'),
+       do_o = !only || strchr(only, 'o');
   bool do_f = !only || strchr(only, 'f'), do_p = !only || strchr(only, 'p');
   if (!do_g) garbage_skip = true;
   for (size_t i = 0; !do_f && i < A.all.len; i++)
@@ -1137,7 +1171,8 @@ int main(int argc, char **argv) {
     g1->st = g3->st = C_DONE;
     for (int i = 0; i < 10; i++) g2[i]->st = C_DONE;
   }
-  int garbage_total = garbage_skip ? 0 : R.garbage_http + R.garbage_frames + R.garbage_msgs + R.garbage_text;
+  int garbage_total =
+      garbage_skip ? 0 : R.garbage_http + R.garbage_frames + R.garbage_msgs + R.garbage_text;
   int garbage_started = 0;
   bool slow_started = false, over_started = false, hash_started = false;
   size_t hash_first = 0, slow_first = 0, over_first = 0;
@@ -1147,7 +1182,10 @@ int main(int argc, char **argv) {
     /* Garbage: up to 600 open at once, from 100 addresses. */
     while (garbage_started < garbage_total && A.garbage_open < 600) {
       int g = garbage_started++;
-      int kind = g % 10 < 4 ? K_GARBAGE_HTTP : g % 10 < 6 ? K_GARBAGE_FRAMES : g % 10 < 9 ? K_GARBAGE_MSG : K_GARBAGE_TEXT;
+      int kind = g % 10 < 4   ? K_GARBAGE_HTTP
+                 : g % 10 < 6 ? K_GARBAGE_FRAMES
+                 : g % 10 < 9 ? K_GARBAGE_MSG
+                              : K_GARBAGE_TEXT;
       A.garbage_open++;
       start_conn(new_conn(kind, IP(127, 0, 1, 1 + g % 100)));
       if (garbage_started % 50 == 0) break;
@@ -1155,21 +1193,21 @@ int main(int argc, char **argv) {
     if (!slow_started && t >= 0.5) {
       slow_started = true;
       if (do_s) {
-      slow_first = A.all.len;
-      spawn(K_SLOWLORIS, R.slow_one_addr / 2, IP(127, 0, 0, 3), 1);
-      spawn(K_HALFOPEN, R.slow_one_addr - R.slow_one_addr / 2, IP(127, 0, 0, 3), 1);
-      spawn(K_SLOWLORIS, R.slow_spread / 2, IP(127, 0, 2, 1), R.slow_spread);
-      spawn(K_HALFOPEN, R.slow_spread - R.slow_spread / 2, IP(127, 0, 2, 101), R.slow_spread);
+        slow_first = A.all.len;
+        spawn(K_SLOWLORIS, R.slow_one_addr / 2, IP(127, 0, 0, 3), 1);
+        spawn(K_HALFOPEN, R.slow_one_addr - R.slow_one_addr / 2, IP(127, 0, 0, 3), 1);
+        spawn(K_SLOWLORIS, R.slow_spread / 2, IP(127, 0, 2, 1), R.slow_spread);
+        spawn(K_HALFOPEN, R.slow_spread - R.slow_spread / 2, IP(127, 0, 2, 101), R.slow_spread);
       }
     }
     if (!over_started && t >= 1.0) {
       over_started = true;
       if (do_o) {
-      over_first = A.all.len;
-      spawn(K_OVERSIZE, R.oversize_each, IP(127, 0, 3, 1), R.oversize_each);
-      spawn(K_OVERSIZE_HUGE, R.oversize_each, IP(127, 0, 3, 101), R.oversize_each);
-      spawn(K_OVERSIZE_FRAG, R.oversize_each, IP(127, 0, 4, 1), R.oversize_each);
-      spawn(K_OVERSIZE_HDR, R.oversize_each / 2, IP(127, 0, 4, 101), R.oversize_each);
+        over_first = A.all.len;
+        spawn(K_OVERSIZE, R.oversize_each, IP(127, 0, 3, 1), R.oversize_each);
+        spawn(K_OVERSIZE_HUGE, R.oversize_each, IP(127, 0, 3, 101), R.oversize_each);
+        spawn(K_OVERSIZE_FRAG, R.oversize_each, IP(127, 0, 4, 1), R.oversize_each);
+        spawn(K_OVERSIZE_HDR, R.oversize_each / 2, IP(127, 0, 4, 101), R.oversize_each);
       }
     }
     if (!A.flood_go && t >= 1.5 && do_f) A.flood_go = true;
@@ -1178,7 +1216,9 @@ int main(int argc, char **argv) {
     if (!hash_started && guesses_done) {
       hash_started = true;
       hash_first = A.all.len;
-      if (do_p) spawn(K_HASHFLOOD, R.hashflood_addrs * (PWHASH_PER_ADDR + 1), IP(127, 0, 5, 1), R.hashflood_addrs);
+      if (do_p)
+        spawn(K_HASHFLOOD, R.hashflood_addrs * (PWHASH_PER_ADDR + 1), IP(127, 0, 5, 1),
+              R.hashflood_addrs);
     }
     pump(2);
     if (now >= next_status) {
@@ -1192,7 +1232,8 @@ int main(int argc, char **argv) {
       long r = rss_kb();
       if (r > rss_peak) rss_peak = r;
     }
-    bool all_done = garbage_started == garbage_total && slow_started && over_started && hash_started;
+    bool all_done =
+        garbage_started == garbage_total && slow_started && over_started && hash_started;
     for (size_t i = 0; all_done && i < A.all.len; i++) all_done = A.all.v[i]->st == C_DONE;
     if (all_done) break;
     if (t > 45) break; /* whatever is still open is reported as a timeout below */
@@ -1220,7 +1261,8 @@ int main(int argc, char **argv) {
   /* 4. Tallies and checks. */
   tally k[K_NKINDS];
   memset(k, 0, sizeof k);
-  int g1_auth = g1->err_auth, g1_rate = g1->err_rate, g3_auth = g3->err_auth, g3_rate = g3->err_rate;
+  int g1_auth = g1->err_auth, g1_rate = g1->err_rate, g3_auth = g3->err_auth,
+      g3_rate = g3->err_rate;
   int g2_auth = 0, g2_rate = 0, g_other = g1->err_other + g3->err_other;
   for (int i = 0; i < 10; i++) {
     g2_auth += g2[i]->err_auth;
@@ -1294,7 +1336,8 @@ int main(int argc, char **argv) {
       size_t nb;
       double p50 = pct(&H.applied, b, b + 1000000000ull, 0.5, &nb);
       double mx = pct(&H.applied, b, b + 1000000000ull, 1.0, NULL);
-      fprintf(stderr, "timeline t=%+.0f n=%zu p50=%.2f max=%.2f\n", ((double)b - (double)t0) / 1e9, nb, p50, mx);
+      fprintf(stderr, "timeline t=%+.0f n=%zu p50=%.2f max=%.2f\n", ((double)b - (double)t0) / 1e9,
+              nb, p50, mx);
     }
   }
   printf("honest_durable_p50_ms=%.3f\n", d50);
@@ -1306,8 +1349,8 @@ int main(int argc, char **argv) {
   printf("honest_server_byes=%llu\n", (unsigned long long)H.byes);
   printf("honest_disconnects=%llu\n", (unsigned long long)H.disconnects);
   printf("honest_setup_rate_retries=%llu\n", (unsigned long long)H.register_retries);
-  int garbage_closed = k[K_GARBAGE_HTTP].closed + k[K_GARBAGE_FRAMES].closed + k[K_GARBAGE_MSG].closed +
-                       k[K_GARBAGE_TEXT].closed;
+  int garbage_closed = k[K_GARBAGE_HTTP].closed + k[K_GARBAGE_FRAMES].closed +
+                       k[K_GARBAGE_MSG].closed + k[K_GARBAGE_TEXT].closed;
   printf("garbage_conns=%d\n", garbage_started);
   printf("garbage_closed_by_server=%d\n", garbage_closed);
   for (int i = 0; i < K_NKINDS; i++) {
@@ -1321,7 +1364,8 @@ int main(int argc, char **argv) {
     if (k[i].timeout) printf(" %s_not_closed=%d", kind_name[i], k[i].timeout);
     printf("\n");
   }
-  printf("slowloris_one_addr_conns=%d slowloris_one_addr_refused_at_accept=%d slowloris_one_addr_held=%d\n",
+  printf("slowloris_one_addr_conns=%d slowloris_one_addr_refused_at_accept=%d "
+         "slowloris_one_addr_held=%d\n",
          R.slow_one_addr, slow_refused_one, slow_held_one);
   printf("guess_one_account_one_addr=%d auth=%d rate=%d\n", 30, g1_auth, g1_rate);
   printf("guess_one_account_ten_addrs=%d auth=%d rate=%d\n", 30, g2_auth, g2_rate);
@@ -1335,10 +1379,19 @@ int main(int argc, char **argv) {
          rss_peak, rss_after);
   printf("server_tcp_open_baseline=%.0f server_tcp_open_after=%.0f\n", tcp_base, tcp_after);
   if (final_ok) {
-    static const char *const keys[] = {"tcp_accepted", "conns_refused_addr", "conns_refused_total",
-                                       "oversize", "protocol_errors", "rate_limited", "rate_kicks",
-                                       "logins_failed", "login_refused_account", "login_refused_addr",
-                                       "pwhash_refused_addr", "pwhash_refused_busy", "too_slow"};
+    static const char *const keys[] = {"tcp_accepted",
+                                       "conns_refused_addr",
+                                       "conns_refused_total",
+                                       "oversize",
+                                       "protocol_errors",
+                                       "rate_limited",
+                                       "rate_kicks",
+                                       "logins_failed",
+                                       "login_refused_account",
+                                       "login_refused_addr",
+                                       "pwhash_refused_addr",
+                                       "pwhash_refused_busy",
+                                       "too_slow"};
     for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
       printf("server_%s=%.0f\n", keys[i], field(final_status, keys[i]));
   }
@@ -1346,45 +1399,53 @@ int main(int argc, char **argv) {
 
   /* Honest players: never disconnected, every action applied and durable. */
   check(H.disconnects == 0, "honest players disconnected: %llu", (unsigned long long)H.disconnects);
-  check(H.byes == 0, "honest players got SERVER_BYE: %llu (last reason %u)", (unsigned long long)H.byes,
-        H.last_bye);
+  check(H.byes == 0, "honest players got SERVER_BYE: %llu (last reason %u)",
+        (unsigned long long)H.byes, H.last_bye);
   check(H.errors == 0, "honest players got errors: %llu", (unsigned long long)H.errors);
-  check(sent > 0 && ok == sent && bad == 0, "honest actions: sent %llu applied ok %llu with error %llu",
-        (unsigned long long)sent, (unsigned long long)ok, (unsigned long long)bad);
-  check(dur == sent, "honest actions durable: %llu of %llu", (unsigned long long)dur, (unsigned long long)sent);
+  check(sent > 0 && ok == sent && bad == 0,
+        "honest actions: sent %llu applied ok %llu with error %llu", (unsigned long long)sent,
+        (unsigned long long)ok, (unsigned long long)bad);
+  check(dur == sent, "honest actions durable: %llu of %llu", (unsigned long long)dur,
+        (unsigned long long)sent);
   check(n_attack > 0, "no honest action during the attack");
   /* Garbage: every connection closed by the server; protocol garbage told why. */
   check(garbage_started == garbage_total, "garbage connections started: %d", garbage_started);
   check(garbage_closed == garbage_total, "garbage connections closed by the server: %d of %d",
         garbage_closed, garbage_total);
-  check(k[K_GARBAGE_MSG].proto_bye == k[K_GARBAGE_MSG].conns && k[K_GARBAGE_MSG].err_proto == k[K_GARBAGE_MSG].conns,
-        "garbage messages: ERROR OW_E_PROTO %d, SERVER_BYE PROTOCOL %d of %d", k[K_GARBAGE_MSG].err_proto,
-        k[K_GARBAGE_MSG].proto_bye, k[K_GARBAGE_MSG].conns);
-  check(k[K_GARBAGE_TEXT].proto_bye == k[K_GARBAGE_TEXT].conns && k[K_GARBAGE_TEXT].err_proto == k[K_GARBAGE_TEXT].conns,
-        "text messages: ERROR OW_E_PROTO %d, SERVER_BYE PROTOCOL %d of %d", k[K_GARBAGE_TEXT].err_proto,
-        k[K_GARBAGE_TEXT].proto_bye, k[K_GARBAGE_TEXT].conns);
+  check(k[K_GARBAGE_MSG].proto_bye == k[K_GARBAGE_MSG].conns &&
+            k[K_GARBAGE_MSG].err_proto == k[K_GARBAGE_MSG].conns,
+        "garbage messages: ERROR OW_E_PROTO %d, SERVER_BYE PROTOCOL %d of %d",
+        k[K_GARBAGE_MSG].err_proto, k[K_GARBAGE_MSG].proto_bye, k[K_GARBAGE_MSG].conns);
+  check(k[K_GARBAGE_TEXT].proto_bye == k[K_GARBAGE_TEXT].conns &&
+            k[K_GARBAGE_TEXT].err_proto == k[K_GARBAGE_TEXT].conns,
+        "text messages: ERROR OW_E_PROTO %d, SERVER_BYE PROTOCOL %d of %d",
+        k[K_GARBAGE_TEXT].err_proto, k[K_GARBAGE_TEXT].proto_bye, k[K_GARBAGE_TEXT].conns);
   /* Slowloris: closed by the handshake timeout, or at accept past the per-address limit. */
   for (int i = K_SLOWLORIS; i <= K_HALFOPEN; i++) {
-    check(k[i].closed == k[i].conns, "%s: closed by the server %d of %d", kind_name[i], k[i].closed, k[i].conns);
+    check(k[i].closed == k[i].conns, "%s: closed by the server %d of %d", kind_name[i], k[i].closed,
+          k[i].conns);
     check(k[i].max_close_ms < 1000.0 * (HANDSHAKE_TIMEOUT_S + 3), "%s: a connection lived %.0f ms",
           kind_name[i], k[i].max_close_ms);
   }
-  check(slow_refused_one >= R.slow_one_addr - MAX_CONNS_PER_ADDR && slow_held_one <= MAX_CONNS_PER_ADDR,
+  check(slow_refused_one >= R.slow_one_addr - MAX_CONNS_PER_ADDR &&
+            slow_held_one <= MAX_CONNS_PER_ADDR,
         "one address: %d refused at accept, %d held (limit %d)", slow_refused_one, slow_held_one,
         MAX_CONNS_PER_ADDR);
   /* Oversize: ERROR OW_E_TOO_LARGE, SERVER_BYE PROTOCOL, closed; a huge header is closed. */
   for (int i = K_OVERSIZE; i <= K_OVERSIZE_FRAG; i++)
-    check(k[i].conns == R.oversize_each && k[i].err_too_large == k[i].conns && k[i].proto_bye == k[i].conns &&
-              k[i].closed == k[i].conns,
+    check(k[i].conns == R.oversize_each && k[i].err_too_large == k[i].conns &&
+              k[i].proto_bye == k[i].conns && k[i].closed == k[i].conns,
           "%s: %d conns, ERROR TOO_LARGE %d, BYE PROTOCOL %d, closed %d", kind_name[i], k[i].conns,
           k[i].err_too_large, k[i].proto_bye, k[i].closed);
-  check(k[K_OVERSIZE_HDR].closed == k[K_OVERSIZE_HDR].conns, "oversized HTTP headers: closed %d of %d",
-        k[K_OVERSIZE_HDR].closed, k[K_OVERSIZE_HDR].conns);
+  check(k[K_OVERSIZE_HDR].closed == k[K_OVERSIZE_HDR].conns,
+        "oversized HTTP headers: closed %d of %d", k[K_OVERSIZE_HDR].closed,
+        k[K_OVERSIZE_HDR].conns);
   /* Floods: refused with OW_E_RATE, then SERVER_BYE RATE. */
   for (int i = K_FLOOD_ACTION; i <= K_FLOOD_CHAT; i++)
-    check(k[i].conns == R.floods_each && k[i].err_rate > 0 && k[i].bye_rate == k[i].conns && k[i].closed == k[i].conns,
-          "%s: %d conns, ERROR RATE %d, BYE RATE %d, closed %d", kind_name[i], k[i].conns, k[i].err_rate,
-          k[i].bye_rate, k[i].closed);
+    check(k[i].conns == R.floods_each && k[i].err_rate > 0 && k[i].bye_rate == k[i].conns &&
+              k[i].closed == k[i].conns,
+          "%s: %d conns, ERROR RATE %d, BYE RATE %d, closed %d", kind_name[i], k[i].conns,
+          k[i].err_rate, k[i].bye_rate, k[i].closed);
   /* Guessing: exactly the allowed failures, then OW_E_RATE without a password check. */
   check(g1_auth == LOGIN_FAILS_ACCOUNT && g1_rate == 30 - LOGIN_FAILS_ACCOUNT,
         "one account, one address: %d OW_E_AUTH, %d OW_E_RATE", g1_auth, g1_rate);
@@ -1393,23 +1454,26 @@ int main(int argc, char **argv) {
   check(g3_auth == LOGIN_FAILS_ADDR && g3_rate == 40 - LOGIN_FAILS_ADDR,
         "many accounts, one address: %d OW_E_AUTH, %d OW_E_RATE", g3_auth, g3_rate);
   check(g_other == 0, "guesses got other errors or got in: %d", g_other);
-  check(hash_other == 0 && hash_rate > 0 && hash_auth > 0, "LOGIN flood: %d OW_E_AUTH, %d OW_E_RATE, %d other",
-        hash_auth, hash_rate, hash_other);
-  check(final_ok && field(final_status, "pwhash_refused_addr") > 0 && field(final_status, "pwhash_refused_busy") > 0,
+  check(hash_other == 0 && hash_rate > 0 && hash_auth > 0,
+        "LOGIN flood: %d OW_E_AUTH, %d OW_E_RATE, %d other", hash_auth, hash_rate, hash_other);
+  check(final_ok && field(final_status, "pwhash_refused_addr") > 0 &&
+            field(final_status, "pwhash_refused_busy") > 0,
         "argon2 job limits: per address and global refusals expected");
-  check(final_ok && field(final_status, "login_refused_account") >= 2 * (30 - LOGIN_FAILS_ACCOUNT) &&
+  check(final_ok &&
+            field(final_status, "login_refused_account") >= 2 * (30 - LOGIN_FAILS_ACCOUNT) &&
             field(final_status, "login_refused_addr") >= 40 - LOGIN_FAILS_ADDR,
         "login limits: refusals per account and per address expected");
   /* The server stayed up and answered; its connections and heap came back. */
-  check(status_fail == 0 && status_polls > 0, "/status failed %d of %d polls", status_fail, status_polls);
-  check(tcp_after >= 0 && tcp_after <= tcp_base, "server TCP connections after: %.0f (baseline %.0f)",
-        tcp_after, tcp_base);
+  check(status_fail == 0 && status_polls > 0, "/status failed %d of %d polls", status_fail,
+        status_polls);
+  check(tcp_after >= 0 && tcp_after <= tcp_base,
+        "server TCP connections after: %.0f (baseline %.0f)", tcp_after, tcp_base);
   check(mem_after >= 0 && mem_after <= mem_base + 2.0 * 1024 * 1024,
         "server heap after the attack %.0f bytes, baseline %.0f", mem_after, mem_base);
   /* Resident memory also holds what the allocator keeps for reuse, so the bound is loose; under
    * the sanitizers (--quick) freed memory sits in ASan's quarantine and is not checked. */
-  check(R.quick || rss_after <= rss_base + 64 * 1024, "server RSS after the attack %ld kB, baseline %ld kB",
-        rss_after, rss_base);
+  check(R.quick || rss_after <= rss_base + 64 * 1024,
+        "server RSS after the attack %ld kB, baseline %ld kB", rss_after, rss_base);
 
   kill(server, SIGTERM);
   int status;

@@ -7,9 +7,10 @@
 
 #include "auth/throttle.h"
 
-#define S(x) ((uint64_t)((x) * 1e9))
+#define S(x) ((uint64_t)((x)*1e9))
 
-static const ow_throttle_config cfg = {.max_fails = 3, .window_s = 60, .lock_s = 5, .lock_max_s = 18};
+static const ow_throttle_config cfg = {
+    .max_fails = 3, .window_s = 60, .lock_s = 5, .lock_max_s = 18};
 
 /* One attempt that was allowed, then failed. */
 static void fail_once(ow_throttle *t, uint64_t key, uint64_t now) {
