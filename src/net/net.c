@@ -16,6 +16,8 @@
 /* A connection closed after its last message (SERVER_BYE) waits this long for the peer to close
  * (see LWS_CALLBACK_SERVER_WRITEABLE). */
 #define LINGER_S 2
+/* ... or until it has sent this much more: a peer still sending that much is not reading. */
+#define LINGER_MAX_RX (64u * 1024u)
 /* Descriptors kept free for the store, the log and the loop when max_conns is clamped. */
 #define FD_RESERVE 64
 
@@ -36,6 +38,7 @@ struct ow_conn {
   bool closing;
   bool close_now;
   bool lingering; /* everything is written and the write side shut: waiting for the peer */
+  size_t linger_rx;
   uint64_t rx_bytes, tx_bytes;
   uint64_t addr; /* ow_conn_addr() */
   char peer[64];
@@ -243,7 +246,10 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
   case LWS_CALLBACK_RECEIVE: {
     ow_conn *c = p->conn;
     if (!c) return -1;
-    if (c->lingering) return 0; /* the conversation is over: read and dropped */
+    if (c->lingering) { /* the conversation is over: read and dropped, up to a point */
+      c->linger_rx += len;
+      return c->linger_rx > LINGER_MAX_RX ? -1 : 0;
+    }
     c->rx_bytes += len;
     if (lws_is_first_fragment(wsi)) {
       c->rx.len = 0;
@@ -257,7 +263,6 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
       n->stats.oversize++;
       if (!c->closing && n->h.on_oversize) n->h.on_oversize(n->h.ud, c);
     }
-    if (c->rx_oversize && c->closing && !c->head) return -1; /* the refusal is written: drop it */
     if (!c->rx_oversize) ow_buf_put(&c->rx, in, len);
     if (lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi)) {
       if (!c->rx_oversize && !c->closing && n->h.on_message) {
@@ -280,7 +285,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
        * makes the kernel send a reset that can destroy what was written last (the SERVER_BYE
        * saying why) before the peer reads it, which is what happens to a client that keeps
        * sending. So the write side is shut (the FIN follows the BYE), the input is read and
-       * dropped, and the connection closes when the peer closes or after LINGER_S. */
+       * dropped, and the connection closes when the peer closes, after LINGER_S, or after
+       * LINGER_MAX_RX more bytes. */
       if (!c->close_now && !c->lingering) {
         c->lingering = true;
         shutdown((int)lws_get_socket_fd(wsi), SHUT_WR);
