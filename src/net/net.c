@@ -16,7 +16,8 @@
 /* A connection closed after its last message (SERVER_BYE) waits this long for the peer to close
  * (see LWS_CALLBACK_SERVER_WRITEABLE). */
 #define LINGER_S 2
-/* ... or until it has sent this much more: a peer still sending that much is not reading. */
+/* A peer that sends this much more meanwhile is not listening: the rest is left unread (and
+ * costs nothing) until LINGER_S is over. */
 #define LINGER_MAX_RX (64u * 1024u)
 /* Descriptors kept free for the store, the log and the loop when max_conns is clamped. */
 #define FD_RESERVE 64
@@ -248,7 +249,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     if (!c) return -1;
     if (c->lingering) { /* the conversation is over: read and dropped, up to a point */
       c->linger_rx += len;
-      return c->linger_rx > LINGER_MAX_RX ? -1 : 0;
+      if (c->linger_rx > LINGER_MAX_RX) lws_rx_flow_control(wsi, 0);
+      return 0;
     }
     c->rx_bytes += len;
     if (lws_is_first_fragment(wsi)) {
@@ -285,8 +287,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
        * makes the kernel send a reset that can destroy what was written last (the SERVER_BYE
        * saying why) before the peer reads it, which is what happens to a client that keeps
        * sending. So the write side is shut (the FIN follows the BYE), the input is read and
-       * dropped, and the connection closes when the peer closes, after LINGER_S, or after
-       * LINGER_MAX_RX more bytes. */
+       * dropped (LINGER_MAX_RX at most), and the connection closes when the peer closes or after
+       * LINGER_S. */
       if (!c->close_now && !c->lingering) {
         c->lingering = true;
         shutdown((int)lws_get_socket_fd(wsi), SHUT_WR);
