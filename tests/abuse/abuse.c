@@ -190,6 +190,29 @@ static long rss_kb(void) {
   return kb;
 }
 
+/* CPU seconds used so far by the server (every thread: the loop and argon2) and by this process. */
+static double server_cpu_s(void) {
+  char path[64], buf[2048];
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)server);
+  FILE *f = fopen(path, "r");
+  if (!f) return -1;
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = 0;
+  char *p = strrchr(buf, ')');
+  long long ut = 0, st = 0;
+  if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lld %lld", &ut, &st) != 2)
+    return -1;
+  return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static double self_cpu_s(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+         ru.ru_stime.tv_usec / 1e6;
+}
+
 /* ---- latency samples ---------------------------------------------------------------------------
  */
 
@@ -1136,6 +1159,7 @@ int main(int argc, char **argv) {
   long rss_base = rss_kb();
 
   /* 2. The attack. */
+  double server_cpu0 = server_cpu_s(), self_cpu0 = self_cpu_s();
   uint64_t t0 = ow_now_ns();
   int status_polls = 0, status_fail = 0;
   uint64_t next_status = t0 + 1000000000ull;
@@ -1240,6 +1264,7 @@ int main(int argc, char **argv) {
   }
   uint64_t t1 = ow_now_ns();
   double attack_s = ms(t1 - t0) / 1e3;
+  double server_cpu = server_cpu_s() - server_cpu0, self_cpu = self_cpu_s() - self_cpu0;
   for (size_t i = 0; i < A.all.len; i++)
     if (A.all.v[i]->st != C_DONE) A.all.v[i]->t_closed = 0, finish(A.all.v[i]);
 
@@ -1318,6 +1343,11 @@ int main(int argc, char **argv) {
 
   printf("quick=%d\n", R.quick);
   printf("attack_s=%.1f\n", attack_s);
+  printf("machine_cores=%ld\n", sysconf(_SC_NPROCESSORS_ONLN));
+  /* Of one core, over the attack: the server with its argon2 thread; this program (honest players
+   * and attackers) shares the same cores. */
+  printf("server_cpu_attack_pct=%.1f\n", server_cpu / attack_s * 100);
+  printf("harness_cpu_attack_pct=%.1f\n", self_cpu / attack_s * 100);
   printf("honest_players=%d\n", R.honest);
   printf("honest_actions=%llu\n", (unsigned long long)sent);
   printf("honest_actions_during_attack=%zu\n", n_attack);
