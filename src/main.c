@@ -133,25 +133,10 @@ int main(int argc, char **argv) {
     goto out;
   }
 
-  /* Argon2 jobs and the store write share libuv's thread pool (sized when the first job is
-   * queued): give it one thread more than pwhash_jobs, so that a commit never waits behind
-   * password hashing. UV_THREADPOOL_SIZE set by the operator wins; then pwhash_jobs yields. */
   uint32_t pwhash_jobs = (uint32_t)cfg.pwhash_jobs;
   if (!pwhash_jobs) { /* half the cores: the other half stays with the loop and the store */
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     pwhash_jobs = cores >= 8 ? 4 : cores >= 2 ? (uint32_t)cores / 2 : 1;
-  }
-  const char *pool_env = getenv("UV_THREADPOOL_SIZE");
-  if (pool_env && atoi(pool_env) > 0) {
-    if ((uint32_t)atoi(pool_env) <= pwhash_jobs) {
-      pwhash_jobs = atoi(pool_env) > 1 ? (uint32_t)atoi(pool_env) - 1 : 1;
-      OW_WARN("pwhash_jobs", "pwhash_jobs=%u uv_threadpool_size=%s hint=\"a thread is kept for the "
-              "store write\"", pwhash_jobs, pool_env);
-    }
-  } else {
-    char pool[16];
-    snprintf(pool, sizeof pool, "%u", pwhash_jobs + 1 > 4 ? pwhash_jobs + 1 : 4);
-    setenv("UV_THREADPOOL_SIZE", pool, 1);
   }
 
   a.loop = uv_default_loop();

@@ -82,9 +82,9 @@ static const setting table[] = {
     N(login_lock_s, "5", 0.01, 1e7, "first lock after too many failed logins; each further failure "
       "doubles it"),
     N(login_lock_max_s, "900", 0.01, 1e7, "longest lock after failed logins"),
-    N(pwhash_jobs, "0", 0, 256, "argon2id jobs (LOGIN, REGISTER) running at once (0: half the "
-      "cores, 1 to 4); libuv's thread pool gets one thread more, so the store write never waits "
-      "behind them"),
+    N(pwhash_jobs, "0", 0, 256, "argon2id jobs (LOGIN, REGISTER) running at once, on threads of "
+      "their own at a lower priority (nice +10) than the world loop and the store write (0: half "
+      "the cores, 1 to 4)"),
     N(pwhash_queue, "64", 0, 1e6, "argon2id jobs waiting for a thread; beyond, LOGIN and REGISTER "
       "answer OW_E_RATE"),
     N(pwhash_per_addr, "4", 1, 1e6, "argon2id jobs running or waiting per remote address; beyond, "

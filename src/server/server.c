@@ -4,7 +4,10 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "auth/throttle.h"
 #include "proto/proto.h"
@@ -52,10 +55,9 @@ struct client {
 #define HELD_MAX (16u * 1024u)
 
 struct job {
-  uv_work_t w;
   ow_server *srv;
   client *c; /* NULL once the client is gone */
-  job *next; /* waiting for a thread (s->jobq) */
+  job *next; /* in one list: waiting (s->jobq), handed to a thread, or done */
   uint64_t addr;     /* the client's address: per-address job count and login throttle */
   uint64_t name_key; /* account_key() of the name, for LOGIN */
   uint8_t kind;
@@ -109,6 +111,7 @@ struct ow_server {
   uint32_t jobs_running, jobs_queued;
   job *jobq, *jobq_tail;
   ow_map jobs_by_addr; /* address -> jobs running or waiting */
+  struct hashers *hashers;
 };
 
 /* ---- sending --------------------------------------------------------------------------------------- */
@@ -254,12 +257,26 @@ static void send_session(client *c, uint32_t req, uint64_t expires, bool resumed
 
 static void process_held(client *c);
 
-/* ---- argon2 jobs on the thread pool ------------------------------------------------------------------ */
+/* ---- argon2 jobs on threads of their own ------------------------------------------------------------- */
 
-/* Argon2 is slow on purpose, and it shares libuv's thread pool with the store write: at most
- * pwhash_jobs run at once (main sizes the pool one thread larger, so a commit never waits behind
- * them), up to pwhash_queue more wait here on the loop thread, and beyond that LOGIN and REGISTER
- * are refused with OW_E_RATE. A flood of logins costs the players nothing but those threads. */
+/* Argon2 is slow on purpose. It runs on pwhash_jobs threads of its own, not on libuv's thread
+ * pool, so that the store write never waits behind it, and at a lower priority than the loop and
+ * the store (HASH_NICE), so that on a machine with few cores a flood of logins slows the logins,
+ * not the world. Up to pwhash_queue more jobs wait here on the loop thread; beyond that LOGIN and
+ * REGISTER are refused with OW_E_RATE. */
+#define HASH_NICE 10
+
+typedef struct hashers {
+  ow_server *srv;
+  uv_async_t async; /* a job is done */
+  uv_mutex_t mu;
+  uv_cond_t cv;
+  job *todo, *todo_tail; /* handed over, not started */
+  job *done;             /* finished, newest first */
+  bool stop;
+  unsigned n;
+  uv_thread_t *threads;
+} hashers;
 
 /* A keyed hash of an account name: the throttle's key, not guessable from outside, so that no
  * chosen name can share an account's record. */
@@ -271,8 +288,7 @@ static uint64_t account_key(ow_server *s, const char *name, size_t n) {
   return k;
 }
 
-static void job_work(uv_work_t *w) {
-  job *j = w->data;
+static void job_work(job *j) {
   if (j->kind == JOB_REGISTER) {
     j->rc = ow_auth_hash(j->srv->auth, j->pw, j->pl, j->hash);
   } else if (j->hash[0]) {
@@ -304,17 +320,37 @@ static void job_release(ow_server *s, job *j, bool ran) {
   sodium_memzero(j->pw, sizeof j->pw);
 }
 
-static void job_done(uv_work_t *w, int status);
+static void hasher_main(void *arg) {
+  hashers *h = arg;
+  /* Per-thread on Linux: only this thread yields to the loop and the store. */
+  setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), HASH_NICE);
+  uv_mutex_lock(&h->mu);
+  for (;;) {
+    while (!h->todo && !h->stop) uv_cond_wait(&h->cv, &h->mu);
+    if (h->stop) break;
+    job *j = h->todo;
+    h->todo = j->next;
+    if (!h->todo) h->todo_tail = NULL;
+    uv_mutex_unlock(&h->mu);
+    job_work(j);
+    uv_mutex_lock(&h->mu);
+    j->next = h->done;
+    h->done = j;
+    uv_async_send(&h->async);
+  }
+  uv_mutex_unlock(&h->mu);
+}
 
-/* Hands waiting jobs to the thread pool while threads are free. A job whose client left while it
- * waited is dropped unhashed. */
+/* Hands waiting jobs to the hashing threads while threads are free. A job whose client left while
+ * it waited is dropped unhashed. */
 static void run_jobs(ow_server *s) {
+  hashers *h = s->hashers;
   while (s->jobq && s->jobs_running < s->cfg.pwhash_jobs) {
     job *j = s->jobq;
     s->jobq = j->next;
     if (!s->jobq) s->jobq_tail = NULL;
     s->jobs_queued--;
-    if (!j->c || s->shutting || uv_queue_work(s->loop, &j->w, job_work, job_done)) {
+    if (!j->c || s->shutting) {
       if (j->c) {
         j->c->job = NULL;
         send_error(j->c, j->req, OW_E_SHUTTING_DOWN, "the server is stopping");
@@ -324,15 +360,84 @@ static void run_jobs(ow_server *s) {
       continue;
     }
     s->jobs_running++;
+    j->next = NULL;
+    uv_mutex_lock(&h->mu);
+    if (h->todo_tail)
+      h->todo_tail->next = j;
+    else
+      h->todo = j;
+    h->todo_tail = j;
+    uv_cond_signal(&h->cv);
+    uv_mutex_unlock(&h->mu);
   }
 }
 
-static void job_done(uv_work_t *w, int status) {
-  job *j = w->data;
+static void job_done(job *j);
+
+static void hashers_done(uv_async_t *a) {
+  hashers *h = a->data;
+  uv_mutex_lock(&h->mu);
+  job *list = h->done;
+  h->done = NULL;
+  uv_mutex_unlock(&h->mu);
+  job *fifo = NULL; /* in the order they finished */
+  while (list) {
+    job *next = list->next;
+    list->next = fifo;
+    fifo = list;
+    list = next;
+  }
+  while (fifo) {
+    job *next = fifo->next;
+    job_done(fifo);
+    fifo = next;
+  }
+}
+
+static hashers *hashers_start(ow_server *s, unsigned n) {
+  hashers *h = ow_calloc(1, sizeof *h);
+  h->srv = s;
+  h->n = n;
+  uv_mutex_init(&h->mu);
+  uv_cond_init(&h->cv);
+  uv_async_init(s->loop, &h->async, hashers_done);
+  h->async.data = h;
+  uv_unref((uv_handle_t *)&h->async); /* the loop's life is the server's timers' */
+  h->threads = ow_calloc(n, sizeof *h->threads);
+  for (unsigned i = 0; i < n; i++) OW_ASSERT(uv_thread_create(&h->threads[i], hasher_main, h) == 0);
+  return h;
+}
+
+static void hashers_free_cb(uv_handle_t *a) {
+  hashers *h = a->data;
+  uv_mutex_destroy(&h->mu);
+  uv_cond_destroy(&h->cv);
+  ow_free(h->threads);
+  ow_free(h);
+}
+
+/* Stops the threads (a job running is finished first) and frees every job they still hold. */
+static void hashers_stop(hashers *h) {
+  uv_mutex_lock(&h->mu);
+  h->stop = true;
+  uv_cond_broadcast(&h->cv);
+  uv_mutex_unlock(&h->mu);
+  for (unsigned i = 0; i < h->n; i++) uv_thread_join(&h->threads[i]);
+  job *lists[2] = {h->todo, h->done};
+  for (int k = 0; k < 2; k++)
+    for (job *j = lists[k], *next; j; j = next) {
+      next = j->next;
+      sodium_memzero(j->pw, sizeof j->pw);
+      ow_free(j);
+    }
+  h->todo = h->done = NULL;
+  uv_close((uv_handle_t *)&h->async, hashers_free_cb);
+}
+
+static void job_done(job *j) {
   client *c = j->c;
   ow_server *s = j->srv;
   s->jobs_running--;
-  if (status) j->rc = OW_E_NOMEM;
   job_release(s, j, true);
   if (c) c->job = NULL;
   run_jobs(s);
@@ -404,7 +509,6 @@ static void start_job(client *c, uint8_t kind, uint32_t req, ow_str name, ow_str
   uint64_t *v = ow_map_get(&s->jobs_by_addr, j->addr);
   ow_map_set(&s->jobs_by_addr, j->addr, v ? *v + 1 : 1);
   c->job = j;
-  j->w.data = j;
   if (s->jobq_tail)
     s->jobq_tail->next = j;
   else
@@ -1147,6 +1251,7 @@ int ow_server_create(ow_server **out, uv_loop_t *loop, ow_zone *zone, ow_zone_lo
     ow_free(s);
     return rc;
   }
+  s->hashers = hashers_start(s, s->cfg.pwhash_jobs);
   uv_timer_t *timers[] = {&s->publish, &s->poses, &s->housekeeping, &s->notice};
   for (int i = 0; i < 4; i++) {
     uv_timer_init(loop, timers[i]);
@@ -1235,7 +1340,9 @@ void ow_server_free(ow_server *s) {
   ow_map_deinit(&s->undelivered);
   ow_map_deinit(&s->by_session);
   ow_map_deinit(&s->by_account);
-  /* Jobs that never got a thread (the loop has stopped: none is running any more). */
+  /* The hashing threads stop (after the job they may be running); then the jobs that never got a
+   * thread. The loop runs once more after this (see main), which closes the async handle. */
+  hashers_stop(s->hashers);
   for (job *j = s->jobq, *next; j; j = next) {
     next = j->next;
     sodium_memzero(j->pw, sizeof j->pw);

@@ -32,8 +32,8 @@ typedef struct ow_server_config {
    * per remote address before the account or address is locked (growing locks). */
   uint32_t login_fails_account, login_fails_addr;
   double login_fail_window_s, login_lock_s, login_lock_max_s;
-  /* argon2 jobs running on libuv's thread pool at once (the pool has at least one more thread,
-   * for the store write), jobs waiting for one, and jobs running or waiting per address. */
+  /* argon2 jobs running at once (on threads of their own, at a lower priority than the loop and
+   * the store write), jobs waiting for one, and jobs running or waiting per address. */
   uint32_t pwhash_jobs, pwhash_queue, pwhash_per_addr;
   double chat_rate, chat_burst; /* chat messages per second per client (token bucket) */
   /* Refusals for rate (actions, poses, chat, logins) add one each to a count that drains at
