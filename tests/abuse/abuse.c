@@ -578,6 +578,12 @@ static struct {
   OW_VEC(rconn *) active;
   int open, garbage_open;
   bool flood_go;
+  /* Attack connections wait here and start at `rate` per second, so that the attack is a flood
+   * and not one burst of thousands of connects in a millisecond. */
+  OW_VEC(rconn *) pending;
+  size_t pending_head;
+  double rate, tokens;
+  uint64_t tokens_ns;
 } A;
 
 static rconn *new_conn(int kind, uint32_t src) {
@@ -1070,8 +1076,22 @@ static void tick_conns(uint64_t now) {
   A.active.len = keep;
 }
 
+static void queue_conn(rconn *c) { OW_VEC_PUSH(A.pending, c); }
+
+static size_t pending_len(void) { return A.pending.len - A.pending_head; }
+
+static void start_pending(uint64_t now) {
+  A.tokens += (double)(now - A.tokens_ns) / 1e9 * A.rate;
+  if (A.tokens > 20) A.tokens = 20;
+  A.tokens_ns = now;
+  while (A.tokens >= 1 && pending_len()) {
+    A.tokens -= 1;
+    start_conn(A.pending.v[A.pending_head++]);
+  }
+}
+
 static void spawn(int kind, int n, uint32_t src_base, int nsrc) {
-  for (int i = 0; i < n; i++) start_conn(new_conn(kind, src_base + (uint32_t)(i % nsrc)));
+  for (int i = 0; i < n; i++) queue_conn(new_conn(kind, src_base + (uint32_t)(i % nsrc)));
 }
 
 /* Runs the engine for up to `ms_` milliseconds. */
@@ -1079,7 +1099,9 @@ static void pump(int ms_) {
   struct epoll_event ev[256];
   int n = epoll_wait(A.ep, ev, 256, ms_);
   for (int i = 0; i < n; i++) on_event(ev[i].data.ptr, ev[i].events);
-  tick_conns(ow_now_ns());
+  uint64_t now = ow_now_ns();
+  start_pending(now);
+  tick_conns(now);
 }
 
 #define IP(a, b, c, d)                                                                             \
@@ -1161,7 +1183,10 @@ int main(int argc, char **argv) {
          pw_busy_base = field(st, "pwhash_refused_busy");
   long rss_base = rss_kb();
 
-  /* 2. The attack. */
+  /* 2. The attack: new connections at OW_ABUSE_RATE per second (default 1,000). */
+  A.rate = getenv("OW_ABUSE_RATE") ? atof(getenv("OW_ABUSE_RATE")) : 1000;
+  if (A.rate < 1) A.rate = 1000;
+  A.tokens_ns = ow_now_ns();
   double server_cpu0 = server_cpu_s(), self_cpu0 = self_cpu_s();
   uint64_t t0 = ow_now_ns();
   int status_polls = 0, status_fail = 0;
@@ -1191,9 +1216,9 @@ int main(int argc, char **argv) {
   for (size_t i = 0; !do_f && i < A.all.len; i++)
     if (A.all.v[i]->kind >= K_FLOOD_ACTION && A.all.v[i]->kind <= K_FLOOD_CHAT) finish(A.all.v[i]);
   if (do_p) {
-    start_conn(g1);
-    start_conn(g3);
-    for (int i = 0; i < 10; i++) start_conn(g2[i]);
+    queue_conn(g1);
+    queue_conn(g3);
+    for (int i = 0; i < 10; i++) queue_conn(g2[i]);
   } else {
     g1->st = g3->st = C_DONE;
     for (int i = 0; i < 10; i++) g2[i]->st = C_DONE;
@@ -1206,16 +1231,16 @@ int main(int argc, char **argv) {
   for (;;) {
     uint64_t now = ow_now_ns();
     double t = ms(now - t0) / 1e3;
-    /* Garbage: up to 600 open at once, from 100 addresses. */
-    while (garbage_started < garbage_total && A.garbage_open < 600) {
+    /* Garbage: up to 600 open at once, from 100 addresses, queued a few at a time so that the
+     * other attacks interleave with it. */
+    while (garbage_started < garbage_total && A.garbage_open < 600 && pending_len() < 10) {
       int g = garbage_started++;
       int kind = g % 10 < 4   ? K_GARBAGE_HTTP
                  : g % 10 < 6 ? K_GARBAGE_FRAMES
                  : g % 10 < 9 ? K_GARBAGE_MSG
                               : K_GARBAGE_TEXT;
       A.garbage_open++;
-      start_conn(new_conn(kind, IP(127, 0, 1, 1 + g % 100)));
-      if (garbage_started % 50 == 0) break;
+      queue_conn(new_conn(kind, IP(127, 0, 1, 1 + g % 100)));
     }
     if (!slow_started && t >= 0.5) {
       slow_started = true;
@@ -1245,7 +1270,7 @@ int main(int argc, char **argv) {
       hash_first = A.all.len;
       if (do_p) /* Address by address: each sends pwhash_per_addr + 1 LOGINs in a row. */
         for (int i = 0; i < R.hashflood_addrs * (PWHASH_PER_ADDR + 1); i++)
-          start_conn(
+          queue_conn(
               new_conn(K_HASHFLOOD, IP(127, 0, 5, 1) + (uint32_t)(i / (PWHASH_PER_ADDR + 1))));
     }
     pump(2);
@@ -1260,8 +1285,8 @@ int main(int argc, char **argv) {
       long r = rss_kb();
       if (r > rss_peak) rss_peak = r;
     }
-    bool all_done =
-        garbage_started == garbage_total && slow_started && over_started && hash_started;
+    bool all_done = garbage_started == garbage_total && slow_started && over_started &&
+                    hash_started && !pending_len();
     for (size_t i = 0; all_done && i < A.all.len; i++) all_done = A.all.v[i]->st == C_DONE;
     if (all_done) break;
     if (t > 45) break; /* whatever is still open is reported as a timeout below */
@@ -1347,6 +1372,7 @@ int main(int argc, char **argv) {
 
   printf("quick=%d\n", R.quick);
   printf("attack_s=%.1f\n", attack_s);
+  printf("attack_conns_per_s=%.0f\n", A.rate);
   printf("machine_cores=%ld\n", sysconf(_SC_NPROCESSORS_ONLN));
   /* Of one core, over the attack: the server with its argon2 thread; this program (honest players
    * and attackers) shares the same cores. */
@@ -1523,9 +1549,13 @@ int main(int argc, char **argv) {
     fprintf(stderr, "abuse: %d check(s) failed; server log kept in %s\n", failures, dir);
     return 1;
   }
-  char cmd[400];
-  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-  if (system(cmd)) return 1;
+  if (getenv("OW_ABUSE_KEEP")) { /* the server's log stays, for reading */
+    fprintf(stderr, "abuse: server log kept in %s\n", dir);
+  } else {
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd)) return 1;
+  }
   printf("abuse_loopback: passed\n");
   return 0;
 }
