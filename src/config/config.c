@@ -311,7 +311,7 @@ void ow_config_help(FILE *out) {
     char env[64] = "OW_";
     for (size_t j = 0; table[i].name[j] && j < 60; j++)
       env[3 + j] = (char)toupper((unsigned char)table[i].name[j]);
-    fprintf(out, "  --%-16s default %-10s %s\n      %s\n", table[i].name, table[i].def, env,
+    fprintf(out, "  --%-20s default %-8s %s\n      %s\n", table[i].name, table[i].def, env,
             table[i].help);
   }
 }
