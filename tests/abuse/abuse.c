@@ -282,35 +282,26 @@ static struct {
 static void h_name(int i, char *out, size_t n) { snprintf(out, n, "honest%d", i); }
 static void h_password(int i, char *out, size_t n) { snprintf(out, n, "honest-password-%d", i); }
 
-static void h_register(honest *p) {
+/* REGISTER (or LOGIN) with the player's name and password. */
+static void h_creds(honest *p, bool reg) {
   char n[32], pw[64];
   h_name(p->idx, n, sizeof n);
   h_password(p->idx, pw, sizeof pw);
-  int rc = ow_client_register(p->c, n, pw);
-  if (rc < 0) die("honest REGISTER could not be queued");
+  int rc = reg ? ow_client_register(p->c, n, pw) : ow_client_login(p->c, n, pw);
+  if (rc < 0) die("honest REGISTER or LOGIN could not be queued");
   p->req = (uint32_t)rc;
-  p->phase = H_REGISTER;
-}
-
-static void h_login(honest *p) {
-  char n[32], pw[64];
-  h_name(p->idx, n, sizeof n);
-  h_password(p->idx, pw, sizeof pw);
-  int rc = ow_client_login(p->c, n, pw);
-  if (rc < 0) die("honest LOGIN could not be queued");
-  p->req = (uint32_t)rc;
-  p->phase = H_LOGIN;
+  p->phase = reg ? H_REGISTER : H_LOGIN;
 }
 
 static void hcb_welcome(ow_client *c, void *ud, uint32_t req, const ow_client_welcome *w) {
   (void)c, (void)req, (void)w;
-  h_register(ud);
+  h_creds(ud, true);
 }
 
 static void hcb_ok(ow_client *c, void *ud, uint32_t req) {
   (void)c;
   honest *p = ud;
-  if (p->phase == H_REGISTER && req == p->req) h_login(p);
+  if (p->phase == H_REGISTER && req == p->req) h_creds(p, false);
 }
 
 static void hcb_session(ow_client *c, void *ud, uint32_t req, const ow_client_session *s) {
@@ -464,10 +455,7 @@ static void *honest_thread(void *arg) {
     for (int i = 0; i < R.honest; i++) {
       honest *p = &H.p[i];
       if ((p->phase == H_RETRY_REGISTER || p->phase == H_RETRY_LOGIN) && now >= p->retry_at) {
-        if (p->phase == H_RETRY_REGISTER)
-          h_register(p);
-        else
-          h_login(p);
+        h_creds(p, p->phase == H_RETRY_REGISTER);
       }
       if (p->phase != H_PLAY) continue;
       if (now >= p->next_pose) {
