@@ -289,15 +289,16 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
        * sending. So the write side is shut (the FIN follows the BYE), the input is read and
        * dropped (LINGER_MAX_RX at most), and the connection closes when the peer closes or after
        * LINGER_S. */
-      if (!c->close_now && !c->lingering) {
+      if (c->close_now) {
+        lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
+        return -1;
+      }
+      if (!c->lingering) {
         c->lingering = true;
         shutdown((int)lws_get_socket_fd(wsi), SHUT_WR);
         lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LINGER_S);
-        return 0;
       }
-      if (c->lingering) return 0;
-      lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
-      return -1;
+      return 0;
     }
     /* Several messages per writable event, but never so many that one client hogs the loop. */
     for (int i = 0; i < 16 && c->head; i++) {
