@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "auth/auth.h"
@@ -133,16 +134,31 @@ int main(int argc, char **argv) {
     goto out;
   }
 
+  uint32_t pwhash_jobs = (uint32_t)cfg.pwhash_jobs;
+  if (!pwhash_jobs) { /* half the cores: the other half stays with the loop and the store */
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    pwhash_jobs = cores >= 8 ? 4 : cores >= 2 ? (uint32_t)cores / 2 : 1;
+  }
+
   a.loop = uv_default_loop();
   ow_zone_loop_create(&a.zl, a.loop, a.zone, cfg.tick_hz, cfg.checkpoint_s);
   ow_server_config sc = {
       .net = {.bind = cfg.bind, .port = (int)cfg.port, .max_message = (size_t)cfg.max_message,
-              .send_limit = (size_t)cfg.send_limit_kb << 10},
+              .send_limit = (size_t)cfg.send_limit_kb << 10, .max_conns = (size_t)cfg.max_conns,
+              .max_conns_per_addr = (size_t)cfg.max_conns_per_addr,
+              .handshake_timeout_s = (unsigned)cfg.handshake_timeout_s},
       .name = cfg.server_name, .admins = cfg.admins, .tick_hz = cfg.tick_hz, .pose_hz = cfg.pose_hz,
       .interest_radius = (float)cfg.interest_radius, .max_players = (uint32_t)cfg.max_players,
       .action_rate = cfg.action_rate, .action_burst = cfg.action_burst, .pose_rate = cfg.pose_rate,
       .down_kbps = cfg.down_kbps, .idle_s = cfg.idle_s, .shutdown_notice_s = cfg.shutdown_notice_s,
-      .eager_commit = cfg.eager_commit != 0};
+      .eager_commit = cfg.eager_commit != 0,
+      .login_fails_account = (uint32_t)cfg.login_fails_account,
+      .login_fails_addr = (uint32_t)cfg.login_fails_addr,
+      .login_fail_window_s = cfg.login_fail_window_s, .login_lock_s = cfg.login_lock_s,
+      .login_lock_max_s = cfg.login_lock_max_s, .pwhash_jobs = pwhash_jobs,
+      .pwhash_queue = (uint32_t)cfg.pwhash_queue, .pwhash_per_addr = (uint32_t)cfg.pwhash_per_addr,
+      .chat_rate = cfg.chat_rate, .chat_burst = cfg.chat_burst, .rate_kick = cfg.rate_kick,
+      .rate_kick_decay = cfg.rate_kick_decay};
   rc = ow_server_create(&a.server, a.loop, a.zone, a.zl, auth, &sc);
   if (rc) {
     fprintf(stderr, "otherworld: cannot listen on %s:%g: %s\n", cfg.bind, cfg.port, ow_strerror(rc));
@@ -157,10 +173,10 @@ int main(int argc, char **argv) {
   uv_signal_start(&a.sigint, on_signal, SIGINT);
   uv_signal_start(&a.sigterm, on_signal, SIGTERM);
   OW_INFO("listening", "url=ws://%s:%d/ws status=http://%s:%d/status accounts=%zu tick_hz=%g "
-          "durability=%s hint=\"stop with Ctrl-C or SIGTERM\"",
+          "durability=%s pwhash_jobs=%u hint=\"stop with Ctrl-C or SIGTERM\"",
           strcmp(cfg.bind, "0.0.0.0") ? cfg.bind : "127.0.0.1", ow_server_port(a.server),
           strcmp(cfg.bind, "0.0.0.0") ? cfg.bind : "127.0.0.1", ow_server_port(a.server),
-          ow_auth_accounts(auth), cfg.tick_hz, cfg.durability);
+          ow_auth_accounts(auth), cfg.tick_hz, cfg.durability, pwhash_jobs);
 
   uv_run(a.loop, UV_RUN_DEFAULT);
 

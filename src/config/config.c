@@ -70,6 +70,34 @@ static const setting table[] = {
     N(pwhash_mem_kb, "19456", 64, 4194304, "argon2id memory, KiB"),
     N(eager_commit, "1", 0, 1, "1: an action starts a commit at once when none is in flight (lower "
       "durable latency, still one commit at a time); 0: commit only at ticks"),
+    /* Abuse limits (docs/protocol.md, "Limits"). */
+    N(max_conns, "20000", 0, 1e7, "TCP connections (HTTP and WebSocket) open at once; more are "
+      "closed at accept (0: no limit; always kept below the descriptor limit, ulimit -n)"),
+    N(max_conns_per_addr, "64", 0, 1e7, "TCP connections open at once per remote address (IPv6: "
+      "per /64); more are closed at accept (0: no limit)"),
+    N(handshake_timeout_s, "10", 1, 3600, "seconds a connection may take to send its HTTP request "
+      "or WebSocket handshake, however slowly it trickles the bytes"),
+    N(login_fails_account, "5", 1, 1e6, "failed logins to one account before it is locked (LOGIN "
+      "answers OW_E_RATE without checking the password); RESUME is not affected"),
+    N(login_fails_addr, "20", 1, 1e6,
+      "failed logins from one address before the address is locked"),
+    N(login_fail_window_s, "600", 1, 1e7, "an account or address without failures or lock for this "
+      "long starts again from zero"),
+    N(login_lock_s, "5", 0.01, 1e7, "first lock after too many failed logins; each further failure "
+      "doubles it"),
+    N(login_lock_max_s, "900", 0.01, 1e7, "longest lock after failed logins"),
+    N(pwhash_jobs, "0", 0, 256, "argon2id jobs (LOGIN, REGISTER) running at once, on threads of "
+      "their own at a lower priority (nice +10) than the world loop and the store write (0: half "
+      "the cores, 1 to 4)"),
+    N(pwhash_queue, "64", 0, 1e6, "argon2id jobs waiting for a thread; beyond, LOGIN and REGISTER "
+      "answer OW_E_RATE"),
+    N(pwhash_per_addr, "4", 1, 1e6, "argon2id jobs running or waiting per remote address; beyond, "
+      "OW_E_RATE"),
+    N(chat_rate, "2", 0.01, 100000, "chat messages per second per client (token bucket)"),
+    N(chat_burst, "10", 1, 100000, "chat burst per client"),
+    N(rate_kick, "500", 0, 1e9, "refusals for rate (actions, chat, logins; a dropped pose counts a "
+      "quarter) a client may pile up before SERVER_BYE RATE (0: never)"),
+    N(rate_kick_decay, "50", 0, 1e9, "refusals per second forgiven from that pile"),
 };
 #define NSETTINGS (sizeof table / sizeof table[0])
 
@@ -287,7 +315,7 @@ void ow_config_help(FILE *out) {
     char env[64] = "OW_";
     for (size_t j = 0; table[i].name[j] && j < 60; j++)
       env[3 + j] = (char)toupper((unsigned char)table[i].name[j]);
-    fprintf(out, "  --%-16s default %-10s %s\n      %s\n", table[i].name, table[i].def, env,
+    fprintf(out, "  --%-20s default %-8s %s\n      %s\n", table[i].name, table[i].def, env,
             table[i].help);
   }
 }

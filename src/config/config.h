@@ -43,6 +43,21 @@ typedef struct ow_config {
   double pwhash_ops;
   double pwhash_mem_kb;
   double eager_commit;
+  double max_conns;
+  double max_conns_per_addr;
+  double handshake_timeout_s;
+  double login_fails_account;
+  double login_fails_addr;
+  double login_fail_window_s;
+  double login_lock_s;
+  double login_lock_max_s;
+  double pwhash_jobs;
+  double pwhash_queue;
+  double pwhash_per_addr;
+  double chat_rate;
+  double chat_burst;
+  double rate_kick;
+  double rate_kick_decay;
 } ow_config;
 
 /* Fills defaults. */

@@ -5,9 +5,22 @@
 #include <errno.h>
 #include <libwebsockets.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <stdio.h>
+
+/* /status is answered from a copy at most this old: building it sorts the loop's latency
+ * samples, and a client polling it in a loop must not be able to stall the world. */
+#define STATUS_REUSE_NS 100000000ull
+/* A connection closed after its last message (SERVER_BYE) waits this long for the peer to close
+ * (see LWS_CALLBACK_SERVER_WRITEABLE). */
+#define LINGER_S 2
+/* A peer that sends this much more meanwhile is not listening: the rest is left unread (and
+ * costs nothing) until LINGER_S is over. */
+#define LINGER_MAX_RX (64u * 1024u)
+/* Descriptors kept free for the store, the log and the loop when max_conns is clamped. */
+#define FD_RESERVE 64
 
 typedef struct out_msg {
   struct out_msg *next;
@@ -27,7 +40,10 @@ struct ow_conn {
   size_t queued;
   bool closing;
   bool close_now;
+  bool lingering; /* everything is written and the write side shut: waiting for the peer */
+  size_t linger_rx;
   uint64_t rx_bytes, tx_bytes;
+  uint64_t addr; /* ow_conn_addr() */
   char peer[64];
 };
 
@@ -38,6 +54,13 @@ struct ow_net {
   int port;
   size_t conns;
   struct lws_protocols protocols[2];
+  /* Every accepted TCP connection (lws wsi) -> its address key, from accept to
+   * LWS_CALLBACK_WSI_DESTROY; and address key -> connections open. */
+  ow_map by_wsi, per_addr;
+  ow_net_stats stats;
+  uint64_t refused_logged_ns;
+  ow_buf status; /* the last /status body */
+  uint64_t status_ns;
 };
 
 /* Per-connection data lws allocates for us: a pointer to our own connection object, so that the
@@ -56,6 +79,90 @@ static void free_queue(ow_conn *c) {
   c->queued = 0;
 }
 
+/* The address key of ow_conn_addr(): IPv4 as itself with bit 32 set, IPv6 as its /64 prefix. */
+static uint64_t addr_key(const struct sockaddr_storage *ss) {
+  if (ss->ss_family == AF_INET) {
+    const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+    return (1ull << 32) | ntohl(a->sin_addr.s_addr);
+  }
+  if (ss->ss_family == AF_INET6) {
+    const uint8_t *b = ((const struct sockaddr_in6 *)ss)->sin6_addr.s6_addr;
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (!memcmp(b, mapped, 12))
+      return (1ull << 32) | ((uint64_t)b[12] << 24) | ((uint64_t)b[13] << 16) |
+             ((uint64_t)b[14] << 8) | b[15];
+    uint64_t k = 0;
+    for (int i = 0; i < 8; i++) k = (k << 8) | b[i];
+    return k ? k : 1;
+  }
+  return 2; /* unix sockets and the like share one key */
+}
+
+static int peer_key(int fd, uint64_t *key, char *text, size_t tl) {
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof ss;
+  if (getpeername(fd, (struct sockaddr *)&ss, &sl)) return -errno;
+  *key = addr_key(&ss);
+  if (text) {
+    const void *a = ss.ss_family == AF_INET6
+                        ? (const void *)&((struct sockaddr_in6 *)&ss)->sin6_addr
+                        : (const void *)&((struct sockaddr_in *)&ss)->sin_addr;
+    if (!inet_ntop(ss.ss_family, a, text, (socklen_t)tl)) snprintf(text, tl, "?");
+  }
+  return 0;
+}
+
+/* Decides at accept, before lws spends anything on the connection, whether it may stay. */
+static bool admit(ow_net *n, int fd) {
+  uint64_t key = 0;
+  char text[64];
+  if (peer_key(fd, &key, text, sizeof text)) return false;
+  const uint64_t *open = ow_map_get(&n->per_addr, key);
+  const char *why = NULL;
+  if (n->cfg.max_conns && n->stats.tcp_open >= n->cfg.max_conns) {
+    n->stats.refused_total++;
+    why = "max_conns";
+  } else if (n->cfg.max_conns_per_addr && open && *open >= n->cfg.max_conns_per_addr) {
+    n->stats.refused_addr++;
+    why = "max_conns_per_addr";
+  }
+  if (!why) return true;
+  /* One line a second at most: a flood of refusals must not become a flood of log lines. */
+  uint64_t now = ow_now_ns();
+  if (now - n->refused_logged_ns >= 1000000000ull) {
+    n->refused_logged_ns = now;
+    OW_WARN("connection_refused", "peer=%s limit=%s open=%zu from_peer=%llu refused_total=%llu "
+            "refused_addr=%llu", text, why, n->stats.tcp_open,
+            open ? (unsigned long long)*open : 0ull, (unsigned long long)n->stats.refused_total,
+            (unsigned long long)n->stats.refused_addr);
+  }
+  return false;
+}
+
+static void count_open(ow_net *n, struct lws *wsi) {
+  uint64_t key = 2;
+  int fd = (int)lws_get_socket_fd(wsi);
+  if (fd >= 0) peer_key(fd, &key, NULL, 0);
+  uint64_t *v = ow_map_get(&n->per_addr, key);
+  ow_map_set(&n->per_addr, key, v ? *v + 1 : 1);
+  ow_map_set(&n->by_wsi, (uint64_t)(uintptr_t)wsi, key);
+  n->stats.tcp_open++;
+  n->stats.accepted++;
+}
+
+static void count_closed(ow_net *n, struct lws *wsi) {
+  uint64_t *k = ow_map_get(&n->by_wsi, (uint64_t)(uintptr_t)wsi);
+  if (!k) return;
+  uint64_t key = *k;
+  ow_map_del(&n->by_wsi, (uint64_t)(uintptr_t)wsi);
+  uint64_t *v = ow_map_get(&n->per_addr, key);
+  if (v && *v > 1)
+    (*v)--;
+  else
+    ow_map_del(&n->per_addr, key);
+  n->stats.tcp_open--;
+}
+
 static int http_reply(struct lws *wsi, pss *p, ow_net *n) {
   char uri[128] = "";
   lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI);
@@ -63,7 +170,13 @@ static int http_reply(struct lws *wsi, pss *p, ow_net *n) {
   int status = HTTP_STATUS_OK;
   const char *type = "application/json";
   if (!strcmp(uri, "/status") && n->h.status) {
-    n->h.status(n->h.ud, p->http_body);
+    uint64_t now = ow_now_ns();
+    if (!n->status_ns || now - n->status_ns >= STATUS_REUSE_NS) {
+      n->status.len = 0;
+      n->h.status(n->h.ud, &n->status);
+      n->status_ns = now;
+    }
+    ow_buf_put(p->http_body, n->status.data, n->status.len);
   } else if (!strcmp(uri, "/")) {
     type = "text/plain";
     const char *t = "otherworld: WebSocket protocol on /ws (docs/protocol.md), status on /status\n";
@@ -85,6 +198,14 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
   ow_net *n = lws_context_user(lws_get_context(wsi));
   pss *p = user;
   switch (reason) {
+  case LWS_CALLBACK_FILTER_NETWORK_CONNECTION: /* wsi is the listener, in the accepted socket */
+    return admit(n, (int)(intptr_t)in) ? 0 : 1;
+  case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED:
+    count_open(n, wsi);
+    return 0;
+  case LWS_CALLBACK_WSI_DESTROY: /* every wsi ends here, whatever role it reached */
+    count_closed(n, wsi);
+    return 0;
   case LWS_CALLBACK_HTTP:
     return http_reply(wsi, p, n);
   case LWS_CALLBACK_HTTP_WRITEABLE: {
@@ -118,6 +239,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     c->wsi = wsi;
     ow_buf_init(&c->rx);
     lws_get_peer_simple(wsi, c->peer, sizeof c->peer);
+    const uint64_t *key = ow_map_get(&n->by_wsi, (uint64_t)(uintptr_t)wsi);
+    c->addr = key ? *key : 2;
     p->conn = c;
     n->conns++;
     if (n->h.on_open) n->h.on_open(n->h.ud, c);
@@ -126,20 +249,27 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
   case LWS_CALLBACK_RECEIVE: {
     ow_conn *c = p->conn;
     if (!c) return -1;
+    if (c->lingering) { /* the conversation is over: read and dropped, up to a point */
+      c->linger_rx += len;
+      if (c->linger_rx > LINGER_MAX_RX) lws_rx_flow_control(wsi, 0);
+      return 0;
+    }
     c->rx_bytes += len;
     if (lws_is_first_fragment(wsi)) {
       c->rx.len = 0;
       c->rx_oversize = false;
     }
+    /* The frame header says how much is coming: an oversized message is refused before its
+     * payload is read, however large it claims to be. */
     if (!c->rx_oversize && c->rx.len + len + lws_remaining_packet_payload(wsi) > n->cfg.max_message) {
       c->rx_oversize = true;
-      c->rx.len = 0;
+      ow_buf_deinit(&c->rx);
+      n->stats.oversize++;
+      if (!c->closing && n->h.on_oversize) n->h.on_oversize(n->h.ud, c);
     }
     if (!c->rx_oversize) ow_buf_put(&c->rx, in, len);
     if (lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi)) {
-      if (c->rx_oversize) {
-        if (n->h.on_oversize) n->h.on_oversize(n->h.ud, c);
-      } else if (!c->closing && n->h.on_message) {
+      if (!c->rx_oversize && !c->closing && n->h.on_message) {
         n->h.on_message(n->h.ud, c, c->rx.data, c->rx.len, lws_frame_is_binary(wsi));
       }
       c->rx.len = 0;
@@ -155,8 +285,22 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
      * lws 4.1 on libuv drops the TCP connection here without a Close frame although a reason is
      * set (clients see 1006); the protocol's SERVER_BYE, written before, is the real reason. */
     if (c->close_now || (c->closing && !c->head)) {
-      lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
-      return -1;
+      /* A lingering close, as web servers do: closing a socket that still holds unread input
+       * makes the kernel send a reset that can destroy what was written last (the SERVER_BYE
+       * saying why) before the peer reads it, which is what happens to a client that keeps
+       * sending. So the write side is shut (the FIN follows the BYE), the input is read and
+       * dropped (LINGER_MAX_RX at most), and the connection closes when the peer closes or after
+       * LINGER_S. */
+      if (c->close_now) {
+        lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
+        return -1;
+      }
+      if (!c->lingering) {
+        c->lingering = true;
+        shutdown((int)lws_get_socket_fd(wsi), SHUT_WR);
+        lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LINGER_S);
+      }
+      return 0;
     }
     /* Several messages per writable event, but never so many that one client hogs the loop. The
      * socket was just reported writable, and lws keeps what a short write leaves over, so only the
@@ -220,6 +364,29 @@ int ow_net_create(ow_net **out, uv_loop_t *loop, const ow_net_config *cfg, const
   if (!n->cfg.max_message) n->cfg.max_message = 4096;
   if (!n->cfg.send_limit) n->cfg.send_limit = 1u << 20;
   n->h = *h;
+  ow_map_init(&n->by_wsi);
+  ow_map_init(&n->per_addr);
+  ow_buf_init(&n->status);
+  /* Past the descriptor limit accept() fails and lws keeps retrying it: refuse earlier instead.
+   * The soft limit is raised first, as far as the hard limit allows (as Redis does). */
+  struct rlimit rl = {RLIM_INFINITY, RLIM_INFINITY};
+  if (getrlimit(RLIMIT_NOFILE, &rl)) rl.rlim_cur = rl.rlim_max = RLIM_INFINITY;
+  if (rl.rlim_cur != RLIM_INFINITY) {
+    rlim_t want = n->cfg.max_conns ? (rlim_t)n->cfg.max_conns + FD_RESERVE : rl.rlim_max;
+    if (want > rl.rlim_max) want = rl.rlim_max;
+    if (want > rl.rlim_cur) {
+      struct rlimit up = {want, rl.rlim_max};
+      if (!setrlimit(RLIMIT_NOFILE, &up)) rl.rlim_cur = want;
+    }
+  }
+  if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur > 2 * FD_RESERVE) {
+    size_t cap = (size_t)rl.rlim_cur - FD_RESERVE;
+    if (!n->cfg.max_conns || n->cfg.max_conns > cap) {
+      OW_WARN("max_conns_clamped", "max_conns=%zu nofile=%llu now=%zu hint=\"raise ulimit -n for "
+              "more connections\"", n->cfg.max_conns, (unsigned long long)rl.rlim_cur, cap);
+      n->cfg.max_conns = cap;
+    }
+  }
   n->protocols[0] = (struct lws_protocols){
       .name = "otherworld.v1", .callback = callback, .per_session_data_size = sizeof(pss),
       .rx_buffer_size = 4096};
@@ -232,12 +399,19 @@ int ow_net_create(ow_net **out, uv_loop_t *loop, const ow_net_config *cfg, const
   info.user = n;
   info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_DISABLE_IPV6;
   info.pcontext = &n->ctx;
-  info.timeout_secs = 10; /* half-open handshakes and slow headers are dropped after this */
+  /* Half-open and slowloris connections: lws holds a header buffer for a connection from accept
+   * until its request is complete, and drops it when the buffer has been held this long, however
+   * the bytes trickle in (timeout_secs covers lws's other network round trips). */
+  unsigned hs = cfg->handshake_timeout_s ? cfg->handshake_timeout_s : 10;
+  info.timeout_secs = hs;
+  info.timeout_secs_ah_idle = hs;
   void *loops[1] = {loop};
   info.foreign_loops = loops;
   n->ctx = lws_create_context(&info);
   if (!n->ctx) {
     OW_ERROR("net_listen_failed", "bind=%s port=%d", cfg->bind ? cfg->bind : "*", cfg->port);
+    ow_map_deinit(&n->by_wsi);
+    ow_map_deinit(&n->per_addr);
     ow_free(n);
     return OW_E_INVAL;
   }
@@ -257,7 +431,10 @@ int ow_net_create(ow_net **out, uv_loop_t *loop, const ow_net_config *cfg, const
 }
 
 int ow_net_port(const ow_net *n) { return n->port; }
+
+void ow_net_status_changed(ow_net *n) { n->status_ns = 0; }
 size_t ow_net_connections(const ow_net *n) { return n->conns; }
+const ow_net_stats *ow_net_stats_get(const ow_net *n) { return &n->stats; }
 
 void ow_net_destroy(ow_net *n) {
   if (n && n->ctx) lws_context_destroy(n->ctx);
@@ -269,6 +446,9 @@ void ow_net_destroy(ow_net *n) {
 void ow_net_free(ow_net *n) {
   if (!n) return;
   if (n->ctx) lws_context_destroy(n->ctx);
+  ow_map_deinit(&n->by_wsi);
+  ow_map_deinit(&n->per_addr);
+  ow_buf_deinit(&n->status);
   ow_free(n);
 }
 
@@ -320,5 +500,6 @@ bool ow_conn_closing(const ow_conn *c) { return c->closing; }
 void ow_conn_set_user(ow_conn *c, void *user) { c->user = user; }
 void *ow_conn_user(const ow_conn *c) { return c->user; }
 const char *ow_conn_peer(const ow_conn *c) { return c->peer; }
+uint64_t ow_conn_addr(const ow_conn *c) { return c->addr; }
 uint64_t ow_conn_rx_bytes(const ow_conn *c) { return c->rx_bytes; }
 uint64_t ow_conn_tx_bytes(const ow_conn *c) { return c->tx_bytes; }

@@ -4,8 +4,12 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "auth/throttle.h"
 #include "proto/proto.h"
 #include "server/replica.h"
 
@@ -41,15 +45,21 @@ struct client {
   double reliable_bps; /* recent rate of snapshot bytes, which the pose budget leaves room for */
   uint64_t pose_warned_ns; /* last time the client was told its poses are over the rate */
   uint64_t reliable_bytes, reliable_ns;
+  double chat_bucket;
+  uint64_t chat_ns;
+  double strikes; /* recent rate refusals, draining at rate_kick_decay per second */
+  uint64_t strike_ns;
   bool bye_sent;
 };
 
 #define HELD_MAX (16u * 1024u)
 
 struct job {
-  uv_work_t w;
   ow_server *srv;
   client *c; /* NULL once the client is gone */
+  job *next; /* in one list: waiting (s->jobq), handed to a thread, or done */
+  uint64_t addr;     /* the client's address: per-address job count and login throttle */
+  uint64_t name_key; /* account_key() of the name, for LOGIN */
   uint8_t kind;
   uint32_t req;
   char name[OW_NAME_MAX_LEN + 1];
@@ -101,6 +111,13 @@ struct ow_server {
   void (*done)(void *);
   void *done_ud;
   ow_server_stats stats;
+  /* password guessing and argon2 work (on_credentials) */
+  ow_throttle *fail_account, *fail_addr;
+  uint8_t name_key[crypto_shorthash_KEYBYTES];
+  uint32_t jobs_running, jobs_queued;
+  job *jobq, *jobq_tail;
+  ow_map jobs_by_addr; /* address -> jobs running or waiting */
+  struct hashers *hashers;
 };
 
 /* ---- sending --------------------------------------------------------------------------------------- */
@@ -275,27 +292,195 @@ static void send_session(client *c, uint32_t req, uint64_t expires, bool resumed
 
 static void process_held(client *c);
 
-/* ---- argon2 jobs on the thread pool ------------------------------------------------------------------ */
+/* ---- argon2 jobs on threads of their own ------------------------------------------------------------- */
 
-static void job_work(uv_work_t *w) {
-  job *j = w->data;
-  if (j->kind == JOB_REGISTER)
-    j->rc = ow_auth_hash(j->srv->auth, j->pw, j->pl, j->hash);
-  else
-    j->ok = ow_auth_verify(j->hash, j->pw, j->pl);
+/* Argon2 is slow on purpose. It runs on pwhash_jobs threads of its own, not on libuv's thread
+ * pool, so that the store write never waits behind it, and at a lower priority than the loop and
+ * the store (HASH_NICE), so that on a machine with few cores a flood of logins slows the logins,
+ * not the world. Up to pwhash_queue more jobs wait here on the loop thread; beyond that LOGIN and
+ * REGISTER are refused with OW_E_RATE. */
+#define HASH_NICE 10
+
+typedef struct hashers {
+  ow_server *srv;
+  uv_async_t async; /* a job is done */
+  uv_mutex_t mu;
+  uv_cond_t cv;
+  job *todo, *todo_tail; /* handed over, not started */
+  job *done;             /* finished, newest first */
+  bool stop;
+  unsigned n;
+  uv_thread_t *threads;
+} hashers;
+
+/* A keyed hash of an account name: the throttle's key, not guessable from outside, so that no
+ * chosen name can share an account's record. */
+static uint64_t account_key(ow_server *s, const char *name, size_t n) {
+  uint8_t h[crypto_shorthash_BYTES];
+  crypto_shorthash(h, (const unsigned char *)name, n, s->name_key);
+  uint64_t k;
+  memcpy(&k, h, sizeof k);
+  return k;
 }
 
-static void job_done(uv_work_t *w, int status) {
-  job *j = w->data;
+static void job_work(job *j) {
+  if (j->kind == JOB_REGISTER) {
+    j->rc = ow_auth_hash(j->srv->auth, j->pw, j->pl, j->hash);
+  } else if (j->hash[0]) {
+    j->ok = ow_auth_verify(j->hash, j->pw, j->pl);
+  } else {
+    /* An unknown name costs what a verification costs, so that timing does not reveal names. */
+    char scratch[crypto_pwhash_STRBYTES];
+    j->rc = ow_auth_hash(j->srv->auth, j->pw, j->pl, scratch);
+    j->ok = false;
+  }
+}
+
+/* The job leaves the server's books: its address slot, and its throttle attempt (a failure if a
+ * LOGIN's verification ran and failed; a success forgets the account's failures). */
+static void job_release(ow_server *s, job *j, bool ran) {
+  uint64_t *v = ow_map_get(&s->jobs_by_addr, j->addr);
+  if (v && *v > 1)
+    (*v)--;
+  else
+    ow_map_del(&s->jobs_by_addr, j->addr);
+  if (j->kind == JOB_LOGIN) {
+    uint64_t now = ow_now_ns();
+    bool failed = ran && !j->rc && !j->ok;
+    bool ok = ran && !j->rc && j->ok;
+    ow_throttle_end(s->fail_account, j->name_key, failed, ok, now);
+    ow_throttle_end(s->fail_addr, j->addr, failed, false, now);
+    if (failed) s->stats.logins_failed++;
+  }
+  sodium_memzero(j->pw, sizeof j->pw);
+}
+
+static void hasher_main(void *arg) {
+  hashers *h = arg;
+  /* Per-thread on Linux: only this thread yields to the loop and the store. */
+  setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), HASH_NICE);
+  uv_mutex_lock(&h->mu);
+  for (;;) {
+    while (!h->todo && !h->stop) uv_cond_wait(&h->cv, &h->mu);
+    if (h->stop) break;
+    job *j = h->todo;
+    h->todo = j->next;
+    if (!h->todo) h->todo_tail = NULL;
+    uv_mutex_unlock(&h->mu);
+    job_work(j);
+    uv_mutex_lock(&h->mu);
+    j->next = h->done;
+    h->done = j;
+    uv_async_send(&h->async);
+  }
+  uv_mutex_unlock(&h->mu);
+}
+
+/* Hands waiting jobs to the hashing threads while threads are free. A job whose client left while
+ * it waited is dropped unhashed. */
+static void run_jobs(ow_server *s) {
+  hashers *h = s->hashers;
+  while (s->jobq && s->jobs_running < s->cfg.pwhash_jobs) {
+    job *j = s->jobq;
+    s->jobq = j->next;
+    if (!s->jobq) s->jobq_tail = NULL;
+    s->jobs_queued--;
+    if (!j->c || s->shutting) {
+      if (j->c) {
+        j->c->job = NULL;
+        send_error(j->c, j->req, OW_E_SHUTTING_DOWN, "the server is stopping");
+      }
+      job_release(s, j, false);
+      ow_free(j);
+      continue;
+    }
+    s->jobs_running++;
+    j->next = NULL;
+    uv_mutex_lock(&h->mu);
+    if (h->todo_tail)
+      h->todo_tail->next = j;
+    else
+      h->todo = j;
+    h->todo_tail = j;
+    uv_cond_signal(&h->cv);
+    uv_mutex_unlock(&h->mu);
+  }
+}
+
+static void job_done(job *j);
+
+static void hashers_done(uv_async_t *a) {
+  hashers *h = a->data;
+  uv_mutex_lock(&h->mu);
+  job *list = h->done;
+  h->done = NULL;
+  uv_mutex_unlock(&h->mu);
+  job *fifo = NULL; /* in the order they finished */
+  while (list) {
+    job *next = list->next;
+    list->next = fifo;
+    fifo = list;
+    list = next;
+  }
+  while (fifo) {
+    job *next = fifo->next;
+    job_done(fifo);
+    fifo = next;
+  }
+}
+
+static hashers *hashers_start(ow_server *s, unsigned n) {
+  hashers *h = ow_calloc(1, sizeof *h);
+  h->srv = s;
+  h->n = n;
+  uv_mutex_init(&h->mu);
+  uv_cond_init(&h->cv);
+  uv_async_init(s->loop, &h->async, hashers_done);
+  h->async.data = h;
+  uv_unref((uv_handle_t *)&h->async); /* the loop's life is the server's timers' */
+  h->threads = ow_calloc(n, sizeof *h->threads);
+  for (unsigned i = 0; i < n; i++) OW_ASSERT(uv_thread_create(&h->threads[i], hasher_main, h) == 0);
+  return h;
+}
+
+static void hashers_free_cb(uv_handle_t *a) {
+  hashers *h = a->data;
+  uv_mutex_destroy(&h->mu);
+  uv_cond_destroy(&h->cv);
+  ow_free(h->threads);
+  ow_free(h);
+}
+
+/* Stops the threads (a job running is finished first) and frees every job they still hold. */
+static void hashers_stop(hashers *h) {
+  uv_mutex_lock(&h->mu);
+  h->stop = true;
+  uv_cond_broadcast(&h->cv);
+  uv_mutex_unlock(&h->mu);
+  for (unsigned i = 0; i < h->n; i++) uv_thread_join(&h->threads[i]);
+  job *lists[2] = {h->todo, h->done};
+  for (int k = 0; k < 2; k++)
+    for (job *j = lists[k], *next; j; j = next) {
+      next = j->next;
+      sodium_memzero(j->pw, sizeof j->pw);
+      ow_free(j);
+    }
+  h->todo = h->done = NULL;
+  uv_close((uv_handle_t *)&h->async, hashers_free_cb);
+}
+
+static void job_done(job *j) {
   client *c = j->c;
   ow_server *s = j->srv;
-  sodium_memzero(j->pw, sizeof j->pw);
+  s->jobs_running--;
+  job_release(s, j, true);
   if (c) c->job = NULL;
+  run_jobs(s);
   if (!c || !c->conn || s->shutting) {
     ow_free(j);
     return;
   }
-  if (status || j->rc) {
+  if (j->rc) {
     send_error(c, j->req, OW_E_NOMEM, "could not hash the password");
   } else if (j->kind == JOB_REGISTER && s->store_failed) {
     /* The disk failed while the password was being hashed: the account could never be saved. */
@@ -315,6 +500,7 @@ static void job_done(uv_work_t *w, int status) {
   } else { /* login */
     const ow_account *acc = ow_auth_by_name(s->auth, j->name, j->nl);
     if (!j->ok || !acc) {
+      OW_INFO("login_failed", "peer=%s name=%.*s", ow_conn_peer(c->conn), (int)j->nl, j->name);
       send_error(c, j->req, OW_E_AUTH, "wrong name or password");
     } else {
       uint64_t session;
@@ -336,31 +522,68 @@ static void job_done(uv_work_t *w, int status) {
   process_held(c);
 }
 
-static void start_job(client *c, uint8_t kind, uint32_t req, ow_str name, ow_str pw) {
+/* Queues the job (admission was checked by the caller) and starts it if a thread is free. */
+static void start_job(client *c, uint8_t kind, uint32_t req, ow_str name, ow_str pw,
+                      uint64_t name_key) {
   ow_server *s = c->srv;
   job *j = ow_calloc(1, sizeof *j);
   j->srv = s;
   j->c = c;
   j->kind = kind;
   j->req = req;
+  j->addr = ow_conn_addr(c->conn);
+  j->name_key = name_key;
   memcpy(j->name, name.p, name.n);
   j->nl = name.n;
   memcpy(j->pw, pw.p, pw.n);
   j->pl = pw.n;
   if (kind == JOB_LOGIN) {
     const ow_account *acc = ow_auth_by_name(s->auth, name.p, name.n);
-    /* An unknown name still costs one verification, so that timing does not reveal names. */
-    static char dummy[crypto_pwhash_STRBYTES];
-    if (!dummy[0]) ow_auth_hash(s->auth, "not a password", 14, dummy);
-    snprintf(j->hash, sizeof j->hash, "%s", acc ? acc->hash : dummy);
+    if (acc) snprintf(j->hash, sizeof j->hash, "%s", acc->hash);
+    uint64_t now = ow_now_ns();
+    ow_throttle_begin(s->fail_account, name_key, now);
+    ow_throttle_begin(s->fail_addr, j->addr, now);
   }
+  uint64_t *v = ow_map_get(&s->jobs_by_addr, j->addr);
+  ow_map_set(&s->jobs_by_addr, j->addr, v ? *v + 1 : 1);
   c->job = j;
-  j->w.data = j;
-  if (uv_queue_work(s->loop, &j->w, job_work, job_done)) {
-    c->job = NULL;
-    ow_free(j);
-    send_error(c, req, OW_E_NOMEM, "could not start the job");
+  if (s->jobq_tail)
+    s->jobq_tail->next = j;
+  else
+    s->jobq = j;
+  s->jobq_tail = j;
+  s->jobs_queued++;
+  run_jobs(s);
+}
+
+/* One more refusal for rate (weighing `w`): a client that keeps going past its limits is
+ * disconnected. */
+static void rate_strike(client *c, double w) {
+  ow_server *s = c->srv;
+  if (s->cfg.rate_kick <= 0 || c->bye_sent) return;
+  uint64_t now = ow_now_ns();
+  if (c->strike_ns) {
+    c->strikes -= (double)(now - c->strike_ns) / 1e9 * s->cfg.rate_kick_decay;
+    if (c->strikes < 0) c->strikes = 0;
   }
+  c->strike_ns = now;
+  c->strikes += w;
+  if (c->strikes <= s->cfg.rate_kick) return;
+  s->stats.rate_kicks++;
+  OW_INFO("rate_kick", "peer=%s account=%llu", ow_conn_peer(c->conn),
+          (unsigned long long)c->account);
+  kick(c, OW_BYE_RATE, "rate limits exceeded repeatedly");
+}
+
+static void refuse_rate(client *c, uint32_t req, const char *text, double retry_s) {
+  char msg[160];
+  if (retry_s > 0)
+    snprintf(msg, sizeof msg, "%s; retry in %.0f s", text, ceil(retry_s));
+  else
+    snprintf(msg, sizeof msg, "%s; retry in a moment", text);
+  c->srv->stats.rate_limited++;
+  send_error(c, req, OW_E_RATE, msg);
+  rate_strike(c, 1);
 }
 
 /* ---- handlers ------------------------------------------------------------------------------------ */
@@ -399,7 +622,8 @@ static void on_credentials(client *c, const ow_msg *m) {
                "names are 3-32 of A-Z a-z 0-9 _ - . and passwords 8-128 bytes");
     return;
   }
-  if (c->srv->store_failed) {
+  ow_server *s = c->srv;
+  if (s->store_failed) {
     /* A new account and a new session token are writes that could never become durable. */
     send_error(c, m->req, OW_E_STORE_FAILED,
                m->type == OW_MSG_REGISTER ? "the server cannot save accounts until it restarts"
@@ -407,11 +631,38 @@ static void on_credentials(client *c, const ow_msg *m) {
                                             "RESUME with an existing token still works");
     return;
   }
-  if (m->type == OW_MSG_REGISTER && ow_auth_by_name(c->srv->auth, name.p, name.n)) {
+  if (m->type == OW_MSG_REGISTER && ow_auth_by_name(s->auth, name.p, name.n)) {
     send_error(c, m->req, OW_E_NAME_TAKEN, "account name already taken");
     return;
   }
-  start_job(c, m->type == OW_MSG_REGISTER ? JOB_REGISTER : JOB_LOGIN, m->req, name, pw);
+  /* Refusals first, before any argon2 work: a locked account or address, then the job limits. */
+  uint64_t now = ow_now_ns(), addr = ow_conn_addr(c->conn), name_key = 0;
+  double retry;
+  if (m->type == OW_MSG_LOGIN) {
+    name_key = account_key(s, name.p, name.n);
+    if (ow_throttle_check(s->fail_account, name_key, now, &retry)) {
+      s->stats.login_refused_account++;
+      refuse_rate(c, m->req, "too many failed logins for this account", retry);
+      return;
+    }
+    if (ow_throttle_check(s->fail_addr, addr, now, &retry)) {
+      s->stats.login_refused_addr++;
+      refuse_rate(c, m->req, "too many failed logins from this address", retry);
+      return;
+    }
+  }
+  const uint64_t *per_addr = ow_map_get(&s->jobs_by_addr, addr);
+  if (per_addr && *per_addr >= s->cfg.pwhash_per_addr) {
+    s->stats.pwhash_refused_addr++;
+    refuse_rate(c, m->req, "too many password checks from this address", 0);
+    return;
+  }
+  if (s->jobs_running >= s->cfg.pwhash_jobs && s->jobs_queued >= s->cfg.pwhash_queue) {
+    s->stats.pwhash_refused_busy++;
+    refuse_rate(c, m->req, "too many password checks waiting", 0);
+    return;
+  }
+  start_job(c, m->type == OW_MSG_REGISTER ? JOB_REGISTER : JOB_LOGIN, m->req, name, pw, name_key);
 }
 
 static void on_resume(client *c, const ow_msg *m) {
@@ -505,6 +756,7 @@ static void on_action(client *c, const ow_msg *m) {
   if (!take_token(&c->bucket, &c->bucket_ns, s->cfg.action_rate, s->cfg.action_burst)) {
     s->stats.rate_limited++;
     send_error(c, m->req, OW_E_RATE, "too many actions per second");
+    rate_strike(c, 1);
     return;
   }
   ow_result r;
@@ -547,6 +799,9 @@ static void on_pose(client *c, const ow_msg *m) {
       c->pose_warned_ns = c->pose_ns;
       send_error(c, 0, OW_E_RATE, "poses above pose_rate are dropped");
     }
+    /* A headset tracking faster than pose_rate (144 Hz against 90) is not an attack: a dropped
+     * pose weighs a quarter, so only a flood far above the rate gets the client disconnected. */
+    rate_strike(c, 0.25);
     return;
   }
   s->stats.poses_in++;
@@ -564,6 +819,14 @@ static void on_chat(client *c, const ow_msg *m) {
   ow_server *s = c->srv;
   if (c->state != S_JOINED) {
     send_error(c, m->req, OW_E_STATE, "join the world first");
+    return;
+  }
+  /* Every chat message goes to every player: the rate limit keeps one client from multiplying
+   * its traffic by the number of players. */
+  if (!take_token(&c->chat_bucket, &c->chat_ns, s->cfg.chat_rate, s->cfg.chat_burst)) {
+    s->stats.rate_limited++;
+    send_error(c, m->req, OW_E_RATE, "too many chat messages per second");
+    rate_strike(c, 1);
     return;
   }
   ow_msg e = {.type = OW_MSG_EVENT};
@@ -801,6 +1064,29 @@ static void on_close(void *ud, ow_conn *conn) {
   if (c) client_drop(ud, c);
 }
 
+/* The abuse counters of /status: the JSON object's last fields. */
+static void status_abuse(ow_server *s, ow_buf *out) {
+  const ow_net_stats *ns = ow_net_stats_get(s->net);
+  char buf[1024];
+  int n = snprintf(
+      buf, sizeof buf,
+      "\"tcp_open\":%zu,\"tcp_accepted\":%llu,\"conns_refused_total\":%llu,"
+      "\"conns_refused_addr\":%llu,\"oversize\":%llu,\"protocol_errors\":%llu,\"too_slow\":%llu,"
+      "\"rate_limited\":%llu,\"rate_kicks\":%llu,\"logins_failed\":%llu,"
+      "\"login_refused_account\":%llu,\"login_refused_addr\":%llu,\"pwhash_refused_addr\":%llu,"
+      "\"pwhash_refused_busy\":%llu,\"pwhash_running\":%u,\"pwhash_waiting\":%u}\n",
+      ns->tcp_open, (unsigned long long)ns->accepted, (unsigned long long)ns->refused_total,
+      (unsigned long long)ns->refused_addr, (unsigned long long)ns->oversize,
+      (unsigned long long)s->stats.protocol_errors, (unsigned long long)s->stats.too_slow,
+      (unsigned long long)s->stats.rate_limited, (unsigned long long)s->stats.rate_kicks,
+      (unsigned long long)s->stats.logins_failed,
+      (unsigned long long)s->stats.login_refused_account,
+      (unsigned long long)s->stats.login_refused_addr,
+      (unsigned long long)s->stats.pwhash_refused_addr,
+      (unsigned long long)s->stats.pwhash_refused_busy, s->jobs_running, s->jobs_queued);
+  ow_buf_put(out, buf, (size_t)n);
+}
+
 static void status_json(void *ud, ow_buf *out) {
   ow_server *s = ud;
   const ow_zone_loop_stats *zs = ow_zone_loop_stats_get(s->zl);
@@ -812,7 +1098,7 @@ static void status_json(void *ud, ow_buf *out) {
       "\"actions\":%llu,"
       "\"seal_p50_us\":%.1f,\"seal_p99_us\":%.1f,\"publish_p50_us\":%.1f,\"publish_p99_us\":%.1f,"
       "\"poses_p50_us\":%.1f,\"poses_p99_us\":%.1f,\"commit_p50_us\":%.1f,\"commit_p99_us\":%.1f,"
-      "\"bytes_in\":%llu,\"bytes_out\":%llu,\"mem_bytes\":%zu}\n",
+      "\"bytes_in\":%llu,\"bytes_out\":%llu,\"mem_bytes\":%zu,",
       s->cfg.name, s->clients.len, s->joined, ow_auth_accounts(s->auth),
       ow_world_count(ow_zone_world(s->zone)), (unsigned long long)ow_zone_frame(s->zone),
       (unsigned long long)ow_zone_durable_frame(s->zone), s->store_failed ? "true" : "false",
@@ -824,6 +1110,7 @@ static void status_json(void *ud, ow_buf *out) {
       ow_samples_pct(&zs->commit_ns, 99) / 1e3, (unsigned long long)s->stats.bytes_in,
       (unsigned long long)s->stats.bytes_out, ow_mem_used());
   if (n > 0) ow_buf_put(out, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
+  status_abuse(s, out);
 }
 
 /* ---- durable frames ------------------------------------------------------------------------------ */
@@ -835,6 +1122,7 @@ void ow_server_on_durable(ow_server *s, const ow_frame_info *f) {
      * once that nothing more will be confirmed. The replica keeps the last durable state, so
      * views go on showing what is really on disk. */
     s->store_failed = true;
+    ow_net_status_changed(s->net);
     for (size_t i = 0; i < s->clients.len; i++)
       if (s->clients.v[i]->state != S_NEW) send_store_failed(s->clients.v[i]);
   }
@@ -1098,6 +1386,18 @@ int ow_server_create(ow_server **out, uv_loop_t *loop, ow_zone *zone, ow_zone_lo
   ow_map_init(&s->by_session);
   ow_map_init(&s->by_account);
   ow_map_init(&s->undelivered);
+  ow_map_init(&s->jobs_by_addr);
+  randombytes_buf(s->name_key, sizeof s->name_key);
+  ow_throttle_config ta = {.max_fails = cfg->login_fails_account,
+                           .window_s = cfg->login_fail_window_s,
+                           .lock_s = cfg->login_lock_s,
+                           .lock_max_s = cfg->login_lock_max_s};
+  ow_throttle_config tb = ta;
+  tb.max_fails = cfg->login_fails_addr;
+  s->fail_account = ow_throttle_create(&ta);
+  s->fail_addr = ow_throttle_create(&tb);
+  if (!s->cfg.pwhash_jobs) s->cfg.pwhash_jobs = 1;
+  if (!s->cfg.pwhash_per_addr) s->cfg.pwhash_per_addr = 1;
   float rs = ow_world_config_get(ow_zone_world(zone))->region_size;
   s->radius_cells = (int)ceilf(cfg->interest_radius / rs);
   s->replica = ow_replica_create(ow_zone_world(zone), ow_zone_durable_frame(zone));
@@ -1110,9 +1410,16 @@ int ow_server_create(ow_server **out, uv_loop_t *loop, ow_zone *zone, ow_zone_lo
   int rc = ow_net_create(&s->net, loop, &nc, &h);
   if (rc) {
     ow_replica_destroy(s->replica);
+    ow_throttle_destroy(s->fail_account);
+    ow_throttle_destroy(s->fail_addr);
+    ow_map_deinit(&s->jobs_by_addr);
+    ow_map_deinit(&s->undelivered);
+    ow_map_deinit(&s->by_session);
+    ow_map_deinit(&s->by_account);
     ow_free(s);
     return rc;
   }
+  s->hashers = hashers_start(s, s->cfg.pwhash_jobs);
   uv_timer_t *timers[] = {&s->publish, &s->poses, &s->housekeeping, &s->notice};
   for (int i = 0; i < 4; i++) {
     uv_timer_init(loop, timers[i]);
@@ -1203,6 +1510,17 @@ void ow_server_free(ow_server *s) {
   ow_map_deinit(&s->undelivered);
   ow_map_deinit(&s->by_session);
   ow_map_deinit(&s->by_account);
+  /* The hashing threads stop (after the job they may be running); then the jobs that never got a
+   * thread. The loop runs once more after this (see main), which closes the async handle. */
+  hashers_stop(s->hashers);
+  for (job *j = s->jobq, *next; j; j = next) {
+    next = j->next;
+    sodium_memzero(j->pw, sizeof j->pw);
+    ow_free(j);
+  }
+  ow_map_deinit(&s->jobs_by_addr);
+  ow_throttle_destroy(s->fail_account);
+  ow_throttle_destroy(s->fail_addr);
   OW_VEC_FREE(s->pending);
   ow_buf_deinit(&s->out);
   ow_free(s);

@@ -29,11 +29,28 @@ typedef struct ow_server_config {
   double idle_s;            /* close connections silent for this long */
   double shutdown_notice_s; /* "restarting in N s" before closing on SIGTERM */
   bool eager_commit;        /* an action starts a commit at once when none is in flight */
+  /* Abuse limits (docs/protocol.md, "Limits"). Password guessing: failed logins per account and
+   * per remote address before the account or address is locked (growing locks). */
+  uint32_t login_fails_account, login_fails_addr;
+  double login_fail_window_s, login_lock_s, login_lock_max_s;
+  /* argon2 jobs running at once (on threads of their own, at a lower priority than the loop and
+   * the store write), jobs waiting for one, and jobs running or waiting per address. */
+  uint32_t pwhash_jobs, pwhash_queue, pwhash_per_addr;
+  double chat_rate, chat_burst; /* chat messages per second per client (token bucket) */
+  /* Refusals for rate (actions, poses, chat, logins) add one each to a count that drains at
+   * rate_kick_decay per second; past rate_kick the client gets SERVER_BYE RATE. 0: never. */
+  double rate_kick, rate_kick_decay;
 } ow_server_config;
 
 typedef struct ow_server_stats {
   uint64_t connections, joined, messages_in, actions, poses_in, poses_out, snapshots_out;
   uint64_t bytes_in, bytes_out, protocol_errors, too_slow, rate_limited;
+  uint64_t logins_failed;         /* wrong name or password (argon2 ran) */
+  uint64_t login_refused_account; /* LOGIN refused without argon2: the account is locked */
+  uint64_t login_refused_addr;    /* ... the address is locked */
+  uint64_t pwhash_refused_addr;   /* LOGIN/REGISTER refused: pwhash_per_addr jobs already */
+  uint64_t pwhash_refused_busy;   /* ... pwhash_jobs running and pwhash_queue waiting */
+  uint64_t rate_kicks;            /* SERVER_BYE RATE sent */
   ow_samples publish_ns; /* loop time to build and queue every client's snapshot, per tick */
   ow_samples poses_ns;   /* loop time to build and queue every client's poses, per publish */
 } ow_server_stats;

@@ -141,7 +141,8 @@ fail() {
 }
 
 "$server" --data_dir "$tmp/data" --bind 127.0.0.1 --port 0 --shutdown_notice_s 0 \
-  --pwhash_ops 1 --pwhash_mem_kb 64 --max_players "$((players + 10))" 2>"$tmp/server.log" &
+  --pwhash_ops 1 --pwhash_mem_kb 64 --max_players "$((players + 10))" \
+  --max_conns_per_addr 0 --pwhash_per_addr 100000 --pwhash_queue 100000 --login_fails_addr 100000 2>"$tmp/server.log" &
 pid=$!
 port=""
 for _ in $(seq 1 600); do
