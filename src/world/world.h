@@ -62,7 +62,7 @@ typedef struct ow_action {
   ow_transform xf; /* move, build */
 } ow_action;
 
-/* The fixed 73-byte encoding of an action (little-endian), used by frame records and the wire
+/* The fixed 63-byte encoding of an action (little-endian), used by frame records and the wire
  * protocol's ACTION: u8 type, u16 kind, u64 target, u64 dest, u32 count, f32 pos[3], rot[4],
  * scale[3]. decode returns the reader's sticky error. */
 void ow_action_encode(const ow_action *a, ow_buf *out);
