@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Installs what otherworld needs to build and run, from Debian's packages, if it is missing; with
-# --test also what the test suite needs (the Godot 3.2 headless binary). Safe to run again: it
-# does nothing when everything is there.
+# --test also what the test suite needs (the Godot 3.2 headless binary, clang's fuzzer runtime).
+# Safe to run again: it does nothing when everything is there.
 set -euo pipefail
 
 PKGS=(build-essential cmake pkg-config clang
       liblmdb-dev lmdb-utils libuv1-dev libjansson-dev libcmocka-dev libsodium-dev libzstd-dev
       libwebsockets-dev)
 
-if [ "${1:-}" = "--test" ]; then PKGS+=(godot3-server); fi
+# The test suite also runs the libFuzzer targets: clang's fuzzer and sanitizer runtimes come in
+# libclang-rt-14-dev, which clang only recommends.
+if [ "${1:-}" = "--test" ]; then PKGS+=(godot3-server libclang-rt-14-dev); fi
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -348,6 +348,7 @@ static uint32_t create(ow_world *w, ow_id id, uint16_t type, ow_id owner, uint32
 static uint32_t spawn(ow_world *w, uint16_t type, ow_id owner, uint32_t parent, const float pos[3]) {
   const ow_type *t = &w->content->types[type];
   uint32_t reg = parent == OW_NONE ? region_get(w, ow_world_cell_of(w, pos)) : 0;
+  OW_ASSERT(w->next_id && w->next_id < OW_ID_MAX);
   uint32_t s = create(w, w->next_id++, type, owner, parent, reg);
   ow_entity *e = at(w, s);
   e->hp = t->hp;
@@ -899,7 +900,10 @@ int ow_world_record_view(ow_world *w, const void *rec, size_t len, ow_record_vie
     size_t kl;
     const char *k = ow_rd_str16(&r, &kl);
     v->props[i].type = ow_rd_u8(&r);
-    if (r.err || kl == 0) return OW_E_CORRUPT;
+    /* Names and strings as the content file allows them (1-64 bytes; at most 1024), and text a
+     * client accepts: the world never writes anything else, and snapshots and the JOINED world
+     * description carry them to every client. */
+    if (r.err || kl == 0 || kl > 64 || !ow_utf8_ok(k, kl)) return OW_E_CORRUPT;
     int key = ow_content_key(w->content, k, kl, true);
     if (key < 0) return OW_E_CORRUPT;
     v->props[i].key = (uint16_t)key;
@@ -907,7 +911,11 @@ int ow_world_record_view(ow_world *w, const void *rec, size_t len, ow_record_vie
     case OW_PROP_INT: v->props[i].v.i = (int64_t)ow_rd_u64(&r); break;
     case OW_PROP_FLOAT: v->props[i].v.f = ow_rd_f64(&r); break;
     case OW_PROP_REF: v->props[i].v.ref = ow_rd_u64(&r); break;
-    case OW_PROP_STRING: v->props[i].v.s.p = ow_rd_str16(&r, &v->props[i].v.s.n); break;
+    case OW_PROP_STRING:
+      v->props[i].v.s.p = ow_rd_str16(&r, &v->props[i].v.s.n);
+      if (v->props[i].v.s.n > 1024 || !ow_utf8_ok(v->props[i].v.s.p, v->props[i].v.s.n))
+        return OW_E_CORRUPT;
+      break;
     default: return OW_E_CORRUPT;
     }
   }
@@ -915,7 +923,7 @@ int ow_world_record_view(ow_world *w, const void *rec, size_t len, ow_record_vie
 }
 
 int ow_world_load(ow_world *w, ow_id id, ow_cell cell, const void *rec, size_t len) {
-  if (!id) return OW_E_CORRUPT;
+  if (!id || id >= OW_ID_MAX) return OW_E_CORRUPT;
   ow_record_view v;
   int rc = ow_world_record_view(w, rec, len, &v);
   if (rc) {

@@ -14,6 +14,10 @@
 #include "core/core.h"
 
 typedef uint64_t ow_id;
+/* Ids are handed out one by one from 1 and never come near this bound; a larger id (or next id) read
+ * from the store is corruption, and refusing it keeps the counter from wrapping to 0, the id of a
+ * free slot. */
+#define OW_ID_MAX (UINT64_C(1) << 62)
 
 typedef struct ow_world ow_world;
 

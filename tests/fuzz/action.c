@@ -14,7 +14,7 @@
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc, (void)argv;
-  ow_log_level = OW_LOG_ERROR + 1;
+  ow_log_level = getenv("FUZZ_VERBOSE") ? OW_LOG_DEBUG : OW_LOG_ERROR + 1;
   fuzz_default_content();
   return 0;
 }

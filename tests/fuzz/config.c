@@ -48,7 +48,7 @@ static void check(const ow_config *c) {
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc, (void)argv;
-  ow_log_level = OW_LOG_ERROR + 1;
+  ow_log_level = getenv("FUZZ_VERBOSE") ? OW_LOG_DEBUG : OW_LOG_ERROR + 1;
   /* Only this target's own OW_* variables may be set. */
   for (size_t i = 0; i < NNAMES; i++) {
     char env[64] = "OW_";
@@ -94,8 +94,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (!rc) check(&c);
   ow_config_deinit(&c);
 
-  /* 3. Each line "name=value" (or just a value for the next setting) as an OW_* variable. */
-  char *set[NNAMES] = {0};
+  /* 3. Each line "name=value" (or just a value for the next setting) as an OW_* variable.
+   * putenv with buffers of our own: setenv keeps every value it was ever given. */
+  static char envbuf[NNAMES][4200];
+  bool set[NNAMES] = {0};
   size_t k = 0;
   for (int i = 1; i < argc && k < NNAMES; i++, k++) {
     const char *a = argv[i];
@@ -108,9 +110,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     char env[64] = "OW_";
     for (size_t j = 0; names[which][j]; j++) env[3 + j] = (char)toupper((unsigned char)names[which][j]);
-    setenv(env, a, 1);
-    free(set[which]);
-    set[which] = strdup(env);
+    snprintf(envbuf[which], sizeof envbuf[which], "%s=%.4096s", env, a);
+    putenv(envbuf[which]);
+    set[which] = true;
   }
   ow_config_init(&c);
   rc = ow_config_env(&c, err, sizeof err);
@@ -119,8 +121,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   ow_config_deinit(&c);
   for (size_t i = 0; i < NNAMES; i++)
     if (set[i]) {
-      unsetenv(set[i]);
-      free(set[i]);
+      char env[64];
+      snprintf(env, sizeof env, "%.*s", (int)(strchr(envbuf[i], '=') - envbuf[i]), envbuf[i]);
+      unsetenv(env);
     }
 
   for (int i = 0; i < argc; i++) free(argv[i]);

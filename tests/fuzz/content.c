@@ -3,13 +3,15 @@
  * --content at start. A file that loads is then used as the zone uses it on an empty store: its
  * seed world is spawned, and every entity's record is encoded and decoded again (src/world).
  * Properties: a refused file names the problem; every accepted type, recipe and seed refers to
- * things that exist; every record of the seed world decodes to what was encoded.
+ * things that exist; the world description (JOINED) fits in one message; every record of the
+ * seed world decodes to what was encoded.
  */
 #include "fuzz.h"
 
 #include <math.h>
 
 #include "content/content.h"
+#include "proto/proto.h"
 #include "world/world.h"
 
 typedef struct rt_ctx {
@@ -57,7 +59,7 @@ static void check_content(const ow_content *c) {
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc, (void)argv;
-  ow_log_level = OW_LOG_ERROR + 1;
+  ow_log_level = getenv("FUZZ_VERBOSE") ? OW_LOG_DEBUG : OW_LOG_ERROR + 1;
   return 0;
 }
 
@@ -71,6 +73,36 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     return 0;
   }
   check_content(c);
+  /* JOINED carries the world description to every client: it must fit in one message. As
+   * send_joined() in src/server/server.c builds it (ow_proto_end asserts the size). */
+  ow_buf j;
+  ow_buf_init(&j);
+  size_t at = ow_proto_begin(&j, OW_MSG_JOINED);
+  ow_buf_u32(&j, 1);
+  ow_buf_f32(&j, 256);
+  ow_buf_f32(&j, 128);
+  ow_buf_u16(&j, c->ntypes);
+  for (uint16_t i = 0; i < c->ntypes; i++) {
+    ow_buf_u16(&j, i);
+    ow_buf_u8(&j, c->types[i].kind);
+    ow_buf_u8(&j, (uint8_t)strlen(c->types[i].name));
+    ow_buf_put(&j, c->types[i].name, strlen(c->types[i].name));
+  }
+  ow_buf_u16(&j, c->nrecipes);
+  for (uint16_t i = 0; i < c->nrecipes; i++) {
+    ow_buf_u16(&j, i);
+    ow_buf_u8(&j, (uint8_t)strlen(c->recipes[i].name));
+    ow_buf_put(&j, c->recipes[i].name, strlen(c->recipes[i].name));
+  }
+  ow_buf_u16(&j, c->nkeys);
+  for (uint16_t i = 0; i < c->nkeys; i++) {
+    ow_buf_u8(&j, (uint8_t)strlen(c->keys[i]));
+    ow_buf_put(&j, c->keys[i], strlen(c->keys[i]));
+  }
+  FUZZ_CHECK(j.len - at - OW_MSG_HEADER <= OW_MSG_MAX_BODY);
+  FUZZ_CHECK(j.len - at - OW_MSG_HEADER - 4 == ow_content_description_size(c));
+  ow_proto_end(&j, at);
+  ow_buf_deinit(&j);
   /* As recover() seeds an empty store. */
   ow_world_config cfg = {.region_size = 256, .reach = 8, .bound = 1000000};
   ow_world *w = ow_world_create(&cfg, c);

@@ -76,7 +76,7 @@ static void list_one(void *ud, const ow_entity *e) {
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc, (void)argv;
-  ow_log_level = OW_LOG_ERROR + 1;
+  ow_log_level = getenv("FUZZ_VERBOSE") ? OW_LOG_DEBUG : OW_LOG_ERROR + 1;
   base_keys = fuzz_default_content()->nkeys;
   return 0;
 }

@@ -146,7 +146,7 @@ static ow_client_ctx *ctx;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc, (void)argv;
-  ow_log_level = OW_LOG_ERROR + 1;
+  ow_log_level = getenv("FUZZ_VERBOSE") ? OW_LOG_DEBUG : OW_LOG_ERROR + 1;
   FUZZ_CHECK(ow_client_ctx_create(NULL, &ctx) == 0);
   return 0;
 }

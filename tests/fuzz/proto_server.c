@@ -111,7 +111,7 @@ static void use_message(fuzz_world *fw, ow_view *view, const uint8_t *p, size_t 
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc, (void)argv;
-  ow_log_level = OW_LOG_ERROR + 1;
+  ow_log_level = getenv("FUZZ_VERBOSE") ? OW_LOG_DEBUG : OW_LOG_ERROR + 1;
   verbose = getenv("FUZZ_VERBOSE") != NULL;
   fuzz_default_content();
   return 0;

@@ -41,7 +41,7 @@ static void cleanup(void) {
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc, (void)argv;
-  ow_log_level = OW_LOG_ERROR + 1;
+  ow_log_level = getenv("FUZZ_VERBOSE") ? OW_LOG_DEBUG : OW_LOG_ERROR + 1;
   base_keys = fuzz_default_content()->nkeys;
   const char *tmp = getenv("TMPDIR");
   if (!tmp || !*tmp) tmp = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
