@@ -348,7 +348,7 @@ static uint32_t create(ow_world *w, ow_id id, uint16_t type, ow_id owner, uint32
 static uint32_t spawn(ow_world *w, uint16_t type, ow_id owner, uint32_t parent, const float pos[3]) {
   const ow_type *t = &w->content->types[type];
   uint32_t reg = parent == OW_NONE ? region_get(w, ow_world_cell_of(w, pos)) : 0;
-  OW_ASSERT(w->next_id && w->next_id < OW_ID_MAX);
+  OW_ASSERT(w->next_id && w->next_id < 2 * OW_ID_MAX);
   uint32_t s = create(w, w->next_id++, type, owner, parent, reg);
   ow_entity *e = at(w, s);
   e->hp = t->hp;
@@ -973,7 +973,33 @@ int ow_world_link(ow_world *w) {
     }
     child_link(w, p, s);
   }
-  return 0;
+  /* Parents must form trees: a cycle (a damaged store) would make every walk to the root, which
+   * each action does, loop forever. Each chain is walked once: 1 on the current path, 2 done. */
+  uint8_t *state = ow_calloc(w->hwm ? w->hwm : 1, 1);
+  int rc = 0;
+  for (uint32_t s = 0; s < w->hwm && !rc; s++) {
+    if (!at(w, s)->id || state[s]) continue;
+    for (uint32_t c = s;;) {
+      state[c] = 1;
+      if (!at(w, c)->parent) break; /* a root */
+      uint32_t q = find(w, at(w, c)->parent);
+      if (state[q] == 2) break; /* joins a chain already walked */
+      if (state[q] == 1) {      /* back onto this path */
+        OW_ERROR("load_parent_cycle", "id=%llu hint=\"entities are each other's parents\"",
+                 (unsigned long long)at(w, c)->id);
+        rc = OW_E_CORRUPT;
+        break;
+      }
+      c = q;
+    }
+    for (uint32_t d = s; state[d] == 1;) {
+      state[d] = 2;
+      if (!at(w, d)->parent) break;
+      d = find(w, at(w, d)->parent);
+    }
+  }
+  ow_free(state);
+  return rc;
 }
 
 void ow_world_item_totals(const ow_world *w, uint64_t *totals) {

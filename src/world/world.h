@@ -14,9 +14,9 @@
 #include "core/core.h"
 
 typedef uint64_t ow_id;
-/* Ids are handed out one by one from 1 and never come near this bound; a larger id (or next id) read
- * from the store is corruption, and refusing it keeps the counter from wrapping to 0, the id of a
- * free slot. */
+/* Ids are handed out one by one from 1 and never come near this bound: a larger stored id (or next
+ * id) is corruption and is refused at recovery, which leaves the counter 2^62 ids of headroom
+ * before it could wrap to 0, the id of a free slot (spawning asserts it never does). */
 #define OW_ID_MAX (UINT64_C(1) << 62)
 
 typedef struct ow_world ow_world;

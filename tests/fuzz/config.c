@@ -79,7 +79,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   while (pos <= size && (size_t)argc < nlines + 1) {
     size_t end = pos;
     while (end < size && data[end] != '\n') end++;
-    char *a = strndup((const char *)data + pos, end - pos);
+    char *a = malloc(end - pos + 1); /* the input is not NUL-terminated: no strndup */
+    memcpy(a, data + pos, end - pos);
+    a[end - pos] = 0;
     if (!strncmp(a, "--config", 8)) {
       free(a); /* a file name: not this target's input */
     } else {

@@ -62,7 +62,8 @@ static void drain_put(void *ud, const ow_entity *e, ow_cell cell, bool had_old, 
 static void drain_del(void *ud, ow_id id, ow_cell old) { (void)ud, (void)id, (void)old; }
 
 typedef struct list_ctx {
-  ow_id ids[32];
+  const ow_content *c;
+  ow_id ids[64];
   int n;
   ow_id avatars[4];
   ow_id owners[4];
@@ -71,7 +72,11 @@ typedef struct list_ctx {
 
 static void list_one(void *ud, const ow_entity *e) {
   list_ctx *x = ud;
-  if (x->n < 32) x->ids[x->n++] = e->id;
+  if (x->n < 64) x->ids[x->n++] = e->id;
+  if (x->navatars < 4 && x->c->types[e->type].kind == OW_KIND_AVATAR) {
+    x->avatars[x->navatars] = e->id;
+    x->owners[x->navatars++] = e->owner;
+  }
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
@@ -124,16 +129,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     ow_view_destroy(view);
     ow_replica_destroy(r);
 
-    /* Players act on it: every avatar on (up to 32 of) the entities, every action type. */
-    list_ctx lx = {0};
+    /* Players act on it: every avatar (up to 4) on up to 64 entities, every action type. */
+    list_ctx lx = {.c = c};
     ow_world_each(w, list_one, &lx);
-    for (int i = 0; i < lx.n && lx.navatars < 4; i++) {
-      const ow_entity *e = ow_world_get(w, lx.ids[i]);
-      if (c->types[e->type].kind == OW_KIND_AVATAR) {
-        lx.avatars[lx.navatars] = e->id;
-        lx.owners[lx.navatars++] = e->owner;
-      }
-    }
     fuzz_world fw = {w, 0, 0};
     for (int a = 0; a < lx.navatars; a++)
       for (int t = 0; t < lx.n; t++)

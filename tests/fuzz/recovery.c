@@ -28,6 +28,7 @@
 static ow_store *store;
 static char dir[512];
 static uint16_t base_keys;
+static ow_id next_id; /* the world's next id when the last recovery closed */
 
 static void cleanup(void) {
   ow_store_close(store);
@@ -149,6 +150,7 @@ static int recover(const uint8_t *data, size_t size, bool act) {
     ow_view_destroy(v);
     ow_replica_destroy(r);
   }
+  next_id = ow_world_next_id(ow_zone_world(z));
   ow_auth_destroy(auth);
   ow_zone_close(z);
   return 0;
@@ -173,8 +175,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   int rc = recover(data, size, true);
   if (rc && !corrupt_code(rc)) fprintf(stderr, "recovery failed with %s\n", ow_err_name(rc));
   FUZZ_CHECK(rc == 0 || corrupt_code(rc));
-  if (rc == 0) {
-    /* Recovered and written by the zone: it must recover again. */
+  /* Recovered and written by the zone: it must recover again. Except at the edge of the id space:
+   * every start moves the next id up by a reserve (2^20, zone.c), so a store whose ids are
+   * already within 2^32 of OW_ID_MAX is refused by the next start, as it should be. */
+  if (rc == 0 && next_id < OW_ID_MAX - (UINT64_C(1) << 32)) {
     rc = recover(NULL, 0, false);
     if (rc) fprintf(stderr, "second recovery failed with %s\n", ow_err_name(rc));
     FUZZ_CHECK(rc == 0);
