@@ -111,10 +111,15 @@ const ow_account *ow_auth_by_id(const ow_auth *a, uint64_t id) {
 
 size_t ow_auth_accounts(const ow_auth *a) { return a->accounts.len; }
 
-static void token_mem_add(ow_auth *a, token *t) {
+/* The map is keyed by the first 8 bytes of the hash: a second token with the same 8 bytes would
+ * replace the first in the map but not in its account's list (a leak, and a later drop of the
+ * first would remove the second from the map). Returns false, adding nothing, in that case. */
+static bool token_mem_add(ow_auth *a, token *t) {
+  if (ow_map_get(&a->tokens, token_key(t->hash))) return false;
   ow_map_set(&a->tokens, token_key(t->hash), (uint64_t)(uintptr_t)t);
   acct *x = find_id(a, t->info.account);
   if (x) OW_VEC_PUSH(x->tokens, t);
+  return true;
 }
 
 static token *token_find(const ow_auth *a, const uint8_t hash[32]) {
@@ -178,7 +183,12 @@ static int scan_token(void *ud, const uint8_t *k, size_t kl, const uint8_t *v, s
   memcpy(t.hash, k + 1, 32);
   token *p = ow_malloc(sizeof *p);
   *p = t;
-  token_mem_add(lt->a, p);
+  if (!token_mem_add(lt->a, p)) {
+    /* Only a damaged store has two (random 32-byte tokens share 8 bytes once in 2^64). */
+    OW_WARN("token_skipped", "account=%llu hint=\"another stored token has the same hash prefix; "
+            "this one is ignored and its holder logs in again\"", (unsigned long long)t.info.account);
+    ow_free(p);
+  }
   return 0;
 }
 
@@ -279,12 +289,13 @@ int ow_auth_issue(ow_auth *a, ow_zone *z, uint64_t account, uint64_t session, ui
       if (x->tokens.v[i]->issued < x->tokens.v[oldest]->issued) oldest = i;
     token_drop(a, z, x->tokens.v[oldest]);
   }
-  randombytes_buf(tok, OW_TOKEN_LEN);
   token *t = ow_malloc(sizeof *t);
-  token_hash(tok, t->hash);
   t->info = (ow_token_info){account, session, now + a->cfg.token_ttl_s};
   t->issued = now;
-  token_mem_add(a, t);
+  do {
+    randombytes_buf(tok, OW_TOKEN_LEN);
+    token_hash(tok, t->hash);
+  } while (!token_mem_add(a, t));
   uint8_t key[33];
   key[0] = OW_KEY_TOKEN;
   memcpy(key + 1, t->hash, 32);

@@ -390,7 +390,20 @@ static int parse_root(parser *p, json_t *root) {
   c->inventory_type = (uint16_t)n;
   if (parse_world(p, json_object_get(root, "world"))) return OW_E_CONTENT;
   c->key_open = (uint16_t)ow_content_key(c, "open", 4, true);
+  size_t desc = ow_content_description_size(c);
+  if (desc > OW_CONTENT_DESCRIPTION_MAX)
+    return fail(p, "types, recipes and property names take %zu bytes in the world description "
+                "clients receive, more than %u: use fewer or shorter names", desc,
+                OW_CONTENT_DESCRIPTION_MAX);
   return 0;
+}
+
+size_t ow_content_description_size(const ow_content *c) {
+  size_t n = 4 + 4 + 2 + 2 + 2; /* region_size, interest_radius and the three counts */
+  for (uint16_t i = 0; i < c->ntypes; i++) n += 2 + 1 + 1 + strlen(c->types[i].name);
+  for (uint16_t i = 0; i < c->nrecipes; i++) n += 2 + 1 + strlen(c->recipes[i].name);
+  for (uint16_t i = 0; i < c->nkeys; i++) n += 1 + strlen(c->keys[i]);
+  return n;
 }
 
 int ow_content_load_string(const char *json, size_t len, ow_content **out, char *err, size_t errlen) {

@@ -112,6 +112,13 @@ int ow_content_load_string(const char *json, size_t len, ow_content **out, char 
                            size_t errlen);
 void ow_content_destroy(ow_content *c);
 
+/* Bytes of the world description that JOINED carries to every client (docs/protocol.md "The world
+ * description": types, recipes and property names after the u32 req). A message body holds at
+ * most 65535 bytes, so the loader refuses content whose description would not fit in
+ * OW_CONTENT_DESCRIPTION_MAX, which leaves room for property names that records bring back. */
+#define OW_CONTENT_DESCRIPTION_MAX 60000u
+size_t ow_content_description_size(const ow_content *c);
+
 /* Type lookups. Return NULL / a negative code when unknown. */
 const ow_type *ow_content_type(const ow_content *c, uint16_t id);
 int ow_content_type_id(const ow_content *c, const char *name, size_t len);

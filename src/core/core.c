@@ -281,6 +281,31 @@ const char *ow_rd_str16(ow_reader *r, size_t *len) {
   return (const char *)p;
 }
 
+bool ow_utf8_ok(const void *str, size_t n) {
+  const uint8_t *s = str;
+  size_t i = 0;
+  while (i < n) {
+    uint8_t c = s[i];
+    if (c == 0) return false;
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
+    int len = (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
+    if (!len || i + (size_t)len > n) return false;
+    uint32_t cp = c & (0x7f >> len);
+    for (int k = 1; k < len; k++) {
+      if ((s[i + (size_t)k] & 0xc0) != 0x80) return false;
+      cp = (cp << 6) | (s[i + (size_t)k] & 0x3f);
+    }
+    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+        cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+      return false;
+    i += (size_t)len;
+  }
+  return true;
+}
+
 /* ---- map ------------------------------------------------------------------------------------- */
 
 void ow_map_init(ow_map *m) { memset(m, 0, sizeof *m); }

@@ -119,6 +119,10 @@ uint64_t ow_rd_be64(ow_reader *r);
 const uint8_t *ow_rd_bytes(ow_reader *r, size_t n);
 const char *ow_rd_str16(ow_reader *r, size_t *len);
 
+/* Well-formed UTF-8 without overlong forms, surrogates or NUL: the only text the protocol carries
+ * and the only text the world stores. */
+bool ow_utf8_ok(const void *s, size_t n);
+
 static inline void ow_be64_write(uint8_t *p, uint64_t v) {
   for (int i = 7; i >= 0; i--) {
     p[i] = (uint8_t)v;

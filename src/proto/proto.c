@@ -118,36 +118,11 @@ static void put_str8(ow_buf *b, ow_str s) {
 
 static void put_str16(ow_buf *b, ow_str s) { ow_buf_str16(b, s.p, s.n); }
 
-/* Well-formed UTF-8 without overlongs, surrogates or NUL: text goes to other players verbatim. */
-static bool utf8_ok(const uint8_t *s, size_t n) {
-  size_t i = 0;
-  while (i < n) {
-    uint8_t c = s[i];
-    if (c == 0) return false;
-    if (c < 0x80) {
-      i++;
-      continue;
-    }
-    int len = (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
-    if (!len || i + (size_t)len > n) return false;
-    uint32_t cp = c & (0x7f >> len);
-    for (int k = 1; k < len; k++) {
-      if ((s[i + (size_t)k] & 0xc0) != 0x80) return false;
-      cp = (cp << 6) | (s[i + (size_t)k] & 0x3f);
-    }
-    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-        cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-      return false;
-    i += (size_t)len;
-  }
-  return true;
-}
-
 static int rd_str(ow_reader *r, bool wide, size_t max, ow_str *s) {
   size_t n = wide ? ow_rd_u16(r) : ow_rd_u8(r);
   const uint8_t *p = ow_rd_bytes(r, n);
   if (r->err) return OW_E_PROTO;
-  if (n > max || !utf8_ok(p, n)) return OW_E_PROTO;
+  if (n > max || !ow_utf8_ok(p, n)) return OW_E_PROTO; /* text goes to players verbatim */
   s->p = (const char *)p;
   s->n = n;
   return 0;

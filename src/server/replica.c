@@ -444,7 +444,8 @@ int ow_view_update(ow_view *v, ow_replica *r, ow_cell center, int radius_cells, 
     off += fit;
     chunk_open(&ch);
   }
-  chunk_close(&ch, false, removed.v + off, removed.len - off);
+  /* removed.v is NULL when nothing was removed, and NULL + 0 is undefined in C. */
+  chunk_close(&ch, false, removed.len ? removed.v + off : NULL, removed.len - off);
   emitted = ch.emitted;
 
   snap *s = &v->ring[ch.id % RING];

@@ -348,6 +348,7 @@ static uint32_t create(ow_world *w, ow_id id, uint16_t type, ow_id owner, uint32
 static uint32_t spawn(ow_world *w, uint16_t type, ow_id owner, uint32_t parent, const float pos[3]) {
   const ow_type *t = &w->content->types[type];
   uint32_t reg = parent == OW_NONE ? region_get(w, ow_world_cell_of(w, pos)) : 0;
+  OW_ASSERT(w->next_id && w->next_id < 2 * OW_ID_MAX);
   uint32_t s = create(w, w->next_id++, type, owner, parent, reg);
   ow_entity *e = at(w, s);
   e->hp = t->hp;
@@ -914,7 +915,10 @@ int ow_world_record_view(ow_world *w, const void *rec, size_t len, ow_record_vie
     size_t kl;
     const char *k = ow_rd_str16(&r, &kl);
     v->props[i].type = ow_rd_u8(&r);
-    if (r.err || kl == 0) return OW_E_CORRUPT;
+    /* Names and strings as the content file allows them (1-64 bytes; at most 1024), and text a
+     * client accepts: the world never writes anything else, and snapshots and the JOINED world
+     * description carry them to every client. */
+    if (r.err || kl == 0 || kl > 64 || !ow_utf8_ok(k, kl)) return OW_E_CORRUPT;
     int key = ow_content_key(w->content, k, kl, true);
     if (key < 0) return OW_E_CORRUPT;
     v->props[i].key = (uint16_t)key;
@@ -922,7 +926,11 @@ int ow_world_record_view(ow_world *w, const void *rec, size_t len, ow_record_vie
     case OW_PROP_INT: v->props[i].v.i = (int64_t)ow_rd_u64(&r); break;
     case OW_PROP_FLOAT: v->props[i].v.f = ow_rd_f64(&r); break;
     case OW_PROP_REF: v->props[i].v.ref = ow_rd_u64(&r); break;
-    case OW_PROP_STRING: v->props[i].v.s.p = ow_rd_str16(&r, &v->props[i].v.s.n); break;
+    case OW_PROP_STRING:
+      v->props[i].v.s.p = ow_rd_str16(&r, &v->props[i].v.s.n);
+      if (v->props[i].v.s.n > 1024 || !ow_utf8_ok(v->props[i].v.s.p, v->props[i].v.s.n))
+        return OW_E_CORRUPT;
+      break;
     default: return OW_E_CORRUPT;
     }
   }
@@ -930,7 +938,7 @@ int ow_world_record_view(ow_world *w, const void *rec, size_t len, ow_record_vie
 }
 
 int ow_world_load(ow_world *w, ow_id id, ow_cell cell, const void *rec, size_t len) {
-  if (!id) return OW_E_CORRUPT;
+  if (!id || id >= OW_ID_MAX) return OW_E_CORRUPT;
   ow_record_view v;
   int rc = ow_world_record_view(w, rec, len, &v);
   if (rc) {
@@ -980,7 +988,33 @@ int ow_world_link(ow_world *w) {
     }
     child_link(w, p, s);
   }
-  return 0;
+  /* Parents must form trees: a cycle (a damaged store) would make every walk to the root, which
+   * each action does, loop forever. Each chain is walked once: 1 on the current path, 2 done. */
+  uint8_t *state = ow_calloc(w->hwm ? w->hwm : 1, 1);
+  int rc = 0;
+  for (uint32_t s = 0; s < w->hwm && !rc; s++) {
+    if (!at(w, s)->id || state[s]) continue;
+    for (uint32_t c = s;;) {
+      state[c] = 1;
+      if (!at(w, c)->parent) break; /* a root */
+      uint32_t q = find(w, at(w, c)->parent);
+      if (state[q] == 2) break; /* joins a chain already walked */
+      if (state[q] == 1) {      /* back onto this path */
+        OW_ERROR("load_parent_cycle", "id=%llu hint=\"entities are each other's parents\"",
+                 (unsigned long long)at(w, c)->id);
+        rc = OW_E_CORRUPT;
+        break;
+      }
+      c = q;
+    }
+    for (uint32_t d = s; state[d] == 1;) {
+      state[d] = 2;
+      if (!at(w, d)->parent) break;
+      d = find(w, at(w, d)->parent);
+    }
+  }
+  ow_free(state);
+  return rc;
 }
 
 void ow_world_item_totals(const ow_world *w, uint64_t *totals) {

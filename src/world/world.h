@@ -14,6 +14,10 @@
 #include "core/core.h"
 
 typedef uint64_t ow_id;
+/* Ids are handed out one by one from 1 and never come near this bound: a larger stored id (or next
+ * id) is corruption and is refused at recovery, which leaves the counter 2^62 ids of headroom
+ * before it could wrap to 0, the id of a free slot (spawning asserts it never does). */
+#define OW_ID_MAX (UINT64_C(1) << 62)
 
 typedef struct ow_world ow_world;
 
@@ -62,7 +66,7 @@ typedef struct ow_action {
   ow_transform xf; /* move, build */
 } ow_action;
 
-/* The fixed 73-byte encoding of an action (little-endian), used by frame records and the wire
+/* The fixed 63-byte encoding of an action (little-endian), used by frame records and the wire
  * protocol's ACTION: u8 type, u16 kind, u64 target, u64 dest, u32 count, f32 pos[3], rot[4],
  * scale[3]. decode returns the reader's sticky error. */
 void ow_action_encode(const ow_action *a, ow_buf *out);

@@ -379,7 +379,9 @@ int ow_zone_login(ow_zone *z, ow_id account, uint64_t *session_id, ow_id *avatar
   if (z->store_err) return OW_E_STORE_FAILED; /* a session that could never be written */
   uint64_t *av = ow_map_get(&z->players, account);
   ow_id a = av ? *av : 0;
-  if (!a || !ow_world_get(z->world, a)) {
+  /* A player record that names no avatar of this account (a damaged store) gets a new one. */
+  const ow_entity *ae = a ? ow_world_get(z->world, a) : NULL;
+  if (!ae || ae->owner != account || z->content->types[ae->type].kind != OW_KIND_AVATAR) {
     ow_transform xf;
     ow_transform_identity(&xf);
     memcpy(xf.pos, z->content->spawn, sizeof xf.pos);
@@ -505,10 +507,26 @@ static int scan_player(void *ud, const uint8_t *k, size_t kl, const uint8_t *v, 
   return 0;
 }
 
+/* Says which kind of record stopped recovery: the operator's first question. */
+static int recover_failed(const char *what, int rc) {
+  OW_ERROR("recovery_record_failed", "records=%s err=%s", what, ow_err_name(rc));
+  return rc;
+}
+
 static int recover(ow_zone *z) {
   uint64_t format = 0, frame = 0, next = 1;
   int rc = load_meta(z, "format", &format);
   if (rc == OW_E_NOT_FOUND) {
+    /* The format value is written with the first frame, so a store without one is either empty
+     * or damaged. Seeding over a damaged one would give its entities' ids to new ones. */
+    uint64_t entries = 0;
+    if ((rc = ow_store_stat(z->store, &entries, NULL))) return rc;
+    if (entries) {
+      OW_ERROR("recovery_no_format", "entries=%llu hint=\"the store holds data but no format "
+               "value: it is damaged, and seeding a new world over it would mix the two\"",
+               (unsigned long long)entries);
+      return OW_E_CORRUPT;
+    }
     /* An empty store: seed the content's default world (the first frame). */
     for (uint32_t i = 0; i < z->content->nseeds; i++) {
       const ow_seed *sd = &z->content->seeds[i];
@@ -524,16 +542,18 @@ static int recover(ow_zone *z) {
   }
   if (rc) return rc;
   if (format != FORMAT_VERSION) return OW_E_VERSION;
-  if ((rc = load_meta(z, "frame", &frame)) || (rc = load_meta(z, "next_id", &next))) return rc;
+  if ((rc = load_meta(z, "frame", &frame)) || (rc = load_meta(z, "next_id", &next)))
+    return recover_failed("meta", rc);
+  if (!next || next > OW_ID_MAX) return recover_failed("meta next_id", OW_E_CORRUPT);
   uint8_t p = OW_KEY_REGION;
-  if ((rc = ow_store_scan(z->store, &p, 1, scan_entity, z))) return rc;
+  if ((rc = ow_store_scan(z->store, &p, 1, scan_entity, z))) return recover_failed("entity", rc);
   if ((rc = ow_world_link(z->world))) return rc;
   p = OW_KEY_SESSION;
-  if ((rc = ow_store_scan(z->store, &p, 1, scan_session, z))) return rc;
+  if ((rc = ow_store_scan(z->store, &p, 1, scan_session, z))) return recover_failed("session", rc);
   p = OW_KEY_RESULT;
-  if ((rc = ow_store_scan(z->store, &p, 1, scan_result, z))) return rc;
+  if ((rc = ow_store_scan(z->store, &p, 1, scan_result, z))) return recover_failed("result", rc);
   p = OW_KEY_PLAYER;
-  if ((rc = ow_store_scan(z->store, &p, 1, scan_player, z))) return rc;
+  if ((rc = ow_store_scan(z->store, &p, 1, scan_player, z))) return recover_failed("player", rc);
   if (next > ow_world_next_id(z->world)) ow_world_set_next_id(z->world, next);
   z->durable_frame = frame;
   z->gather->frame = frame + 1;
