@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what otherworld needs to build and run, from Debian's packages, if it is missing; with
-# --test also what the test suite needs (the Godot 3.2 headless binary). Safe to run again: it
-# does nothing when everything is there.
+# --test also what the test suite needs (the Godot 3.2 headless binary); with --bench what the full
+# benchmarks use (gnuplot for bench/scaling's and bench/sessions' plots, perf for profiles). Safe to
+# run again: it does nothing when everything is there.
 set -euo pipefail
 
 PKGS=(build-essential cmake pkg-config clang
@@ -9,6 +10,7 @@ PKGS=(build-essential cmake pkg-config clang
       libwebsockets-dev)
 
 if [ "${1:-}" = "--test" ]; then PKGS+=(godot3-server); fi
+if [ "${1:-}" = "--bench" ]; then PKGS+=(gnuplot-nox linux-perf); fi
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -10,11 +10,13 @@
  * actions per second, WebSocket payload bytes per second per client in both directions, poses
  * received and their latency (a player's pose handed to its library -> another player receives
  * it in POSES), errors and disconnects, and optionally the server's CPU from /proc. Results are
- * printed as key=value lines on stdout; progress goes to stderr unless --quiet.
+ * printed as key=value lines on stdout; progress goes to stderr unless --quiet. SIGTERM or SIGINT
+ * ends the run early, with the same report (a benchmark holds sessions until it has measured).
  */
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -389,8 +391,12 @@ static void cb_joined(ow_client *c, void *ud, uint32_t req, const ow_client_worl
   }
   uint64_t now = ow_now_ns();
   /* Spread the first pose and action of each player over one period, so load is smooth. */
-  p->next_pose_ns = now + (uint64_t)(frand() * 1e9 / opt.pose_hz);
+  p->next_pose_ns = now + (opt.pose_hz ? (uint64_t)(frand() * 1e9 / opt.pose_hz) : 0);
   p->next_action_ns = now + (uint64_t)(frand() * opt.action_ms * 1e6);
+  /* --spread: the walk home is the first action, at once, so that the crowd at the spawn point
+   * (where every view sees every join) lasts as short as possible; it happens even when the
+   * players are otherwise idle (--action-interval-ms 0). */
+  if (opt.spread) p->next_action_ns = now;
 }
 
 static void cb_applied(ow_client *c, void *ud, uint32_t req, uint64_t seq, const ow_result *r,
@@ -568,7 +574,14 @@ static void usage(void) {
           "--spread moves the players onto a grid of regions far enough apart that none is in\n"
           "another's area of interest. --no-join logs in and stays idle outside the world (a\n"
           "lobby session). --reconnect reconnects lost players and RESUMEs their session\n"
-          "(unconfirmed actions are re-sent by the client library).\n");
+          "(unconfirmed actions are re-sent by the client library). SIGTERM or SIGINT ends the\n"
+          "run early and prints the report.\n");
+}
+
+static volatile sig_atomic_t stop_requested;
+static void on_stop_signal(int sig) {
+  (void)sig;
+  stop_requested = 1;
 }
 
 static void stats_sum(player *ps, uint64_t *up, uint64_t *down) {
@@ -617,6 +630,10 @@ int main(int argc, char **argv) {
     return 2;
   }
   srand(12345);
+  struct sigaction sa = {.sa_handler = on_stop_signal};
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
   g.tree_type = g.rock_type = g.chest_type = g.planks_recipe = -2;
 
   ow_client_ctx *ctx;
@@ -664,6 +681,13 @@ int main(int argc, char **argv) {
   uint64_t last_progress = t0, sent_at_progress = 0;
   for (;;) {
     uint64_t now = ow_now_ns();
+    if (stop_requested) {
+      if (!g.measuring) { /* stopped during setup: the figures cover the whole run */
+        g.t_measure = t0;
+        setup_ns = now - t0;
+      }
+      break;
+    }
     if (!g.measuring) {
       int alive = 0;
       for (int i = 0; i < opt.players; i++) alive += ps[i].phase != P_GONE;
@@ -698,7 +722,8 @@ int main(int argc, char **argv) {
         p->next_pose_ns += pose_period;
         if (p->next_pose_ns < now) p->next_pose_ns = now + pose_period; /* fell behind: skip */
       }
-      if (action_period && now >= p->next_action_ns) {
+      bool walk_home = opt.spread && !p->at_home;
+      if ((action_period || walk_home) && now >= p->next_action_ns) {
         next_action(p);
         p->next_action_ns += action_period;
         if (p->next_action_ns < now) p->next_action_ns = now + action_period;

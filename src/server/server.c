@@ -488,10 +488,13 @@ static void on_action(client *c, const ow_msg *m) {
   }
 }
 
+/* Poses a client may send at once beyond pose_rate: a quarter of a second's worth. */
+static double pose_burst(const ow_server *s) { return s->cfg.pose_rate / 4 + 1; }
+
 static void on_pose(client *c, const ow_msg *m) {
   ow_server *s = c->srv;
   if (c->state != S_JOINED) return;
-  if (!take_token(&c->pose_bucket, &c->pose_ns, s->cfg.pose_rate, s->cfg.pose_rate / 4 + 1)) {
+  if (!take_token(&c->pose_bucket, &c->pose_ns, s->cfg.pose_rate, pose_burst(s))) {
     /* Poses are a stream: extra ones are dropped, and the client is told at most once a second. */
     s->stats.rate_limited++;
     if (c->pose_ns - c->pose_warned_ns > 1000000000ull) {
@@ -593,6 +596,7 @@ static void on_open(void *ud, ow_conn *conn) {
   c->conn = conn;
   c->view = ow_view_create();
   c->bucket = s->cfg.action_burst;
+  c->pose_bucket = pose_burst(s); /* full, as the action bucket */
   c->bucket_ns = c->pose_ns = c->last_rx_ns = ow_now_ns();
   ow_map_init(&c->prio);
   ow_conn_set_user(conn, c);
