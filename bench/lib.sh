@@ -1,7 +1,7 @@
 # Shared by the server benchmarks (bench/sessions, bench/scaling); sourced, not run. It starts the
 # real server on a free port in a temporary directory, reads /status, and cleans up on exit.
 # The caller sets `build` (the build directory) before sourcing; it gets `server`, `load`, `tmp`,
-# and after start_server, `pid` and `port`.
+# and after start_server, `pid` and `port`. OW_BENCH_KEEP=1 keeps the temporary directory (logs).
 
 server="$build/otherworld"
 load="$build/otherworld-load"
@@ -17,7 +17,7 @@ bench_cleanup() {
   for p in "${bench_pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   if [ -n "$pid" ]; then kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true; fi
   wait 2>/dev/null || true
-  rm -rf "$tmp"
+  if [ -n "${OW_BENCH_KEEP:-}" ]; then echo "kept: $tmp" >&2; else rm -rf "$tmp"; fi
 }
 trap bench_cleanup EXIT
 
