@@ -27,6 +27,9 @@
 /* Send times are kept per sequence number in a ring: far more than the actions a session can
  * have open (the server's replay window is 64, the library holds at most 1024). */
 #define RING 2048
+/* --spread: grid cells per row. Fixed, so that several load generators (--spread-base) lay their
+ * players out on one grid without overlapping. */
+#define SPREAD_ROW 64
 /* Poses sent are remembered this far back: the server publishes at most a few ticks late. */
 #define POSE_RING 64
 
@@ -45,6 +48,7 @@ typedef struct player {
   double t_phase; /* animation phase offset, seconds */
   uint64_t next_pose_ns, next_action_ns;
   uint64_t retry_ns;
+  uint64_t connect_ns; /* --join-rate: when this player connects; 0 once it has */
   /* the last poses sent, to recognise them in other players' POSES (pose latency) */
   uint32_t npose;
   struct {
@@ -77,7 +81,9 @@ static struct {
   const char *host, *prefix;
   int port, players, pose_hz, action_ms, duration_s, server_pid;
   bool do_register, spread, quiet, reconnect, no_join;
-} opt = {"127.0.0.1", "load", 7480, 10, 60, 2000, 10, 0, false, false, false, false, false};
+  double join_rate;
+  int spread_base;
+} opt = {"127.0.0.1", "load", 7480, 10, 60, 2000, 10, 0, false, false, false, false, false, 0, 0};
 
 static struct {
   bool measuring;
@@ -93,7 +99,6 @@ static struct {
   int tree_type, rock_type, chest_type, planks_recipe, resource_kind;
   uint64_t rejected_by_code[64];
   uint64_t sent_by_type[OW_ACT_MAX_];
-  int side; /* --spread: players per row of the grid */
 } g;
 
 static void sample_add(samples *s, uint64_t ns) {
@@ -379,9 +384,10 @@ static void cb_joined(ow_client *c, void *ud, uint32_t req, const ow_client_worl
      * apart, no player is in another's area of interest. */
     float cells = w->region_size > 0 ? ceilf(w->interest_radius / w->region_size) : 1;
     float step = (2 * cells + 1) * w->region_size;
-    p->home[0] = (float)(p->idx % g.side) * step;
+    int cell = opt.spread_base + p->idx;
+    p->home[0] = (float)(cell % SPREAD_ROW) * step;
     p->home[1] = 0;
-    p->home[2] = (float)(p->idx / g.side) * step;
+    p->home[2] = (float)(cell / SPREAD_ROW) * step;
   }
   if (g.tree_type == -2) {
     g.tree_type = ow_client_world_type(w, "tree");
@@ -568,14 +574,17 @@ static void usage(void) {
   fprintf(stderr,
           "usage: otherworld-load [--host H (127.0.0.1)] [--port PORT (7480)] [--players N] [--pose-hz HZ]\n"
           "         [--action-interval-ms MS] [--duration-s S] [--register] [--spread]\n"
-          "         [--prefix NAME] [--server-pid PID] [--reconnect] [--no-join] [--quiet]\n"
+          "         [--prefix NAME] [--server-pid PID] [--reconnect] [--no-join] [--join-rate N]\n"
+          "         [--spread-base N] [--quiet]\n"
           "Simulates N VR players (accounts PREFIX0..PREFIX<N-1>, password PREFIX-password-I) and\n"
           "prints key=value figures. --register creates the accounts (taken names are fine);\n"
           "--spread moves the players onto a grid of regions far enough apart that none is in\n"
-          "another's area of interest. --no-join logs in and stays idle outside the world (a\n"
-          "lobby session). --reconnect reconnects lost players and RESUMEs their session\n"
-          "(unconfirmed actions are re-sent by the client library). SIGTERM or SIGINT ends the\n"
-          "run early and prints the report.\n");
+          "another's area of interest (64 per row; --spread-base N starts at the Nth place, for\n"
+          "several load generators on one grid). --no-join logs in and stays idle outside the world (a\n"
+          "lobby session). --join-rate N connects N players per second instead of all at once\n"
+          "(the measurement still starts when every player is in). --reconnect reconnects lost\n"
+          "players and RESUMEs their session (unconfirmed actions are re-sent by the client\n"
+          "library). SIGTERM or SIGINT ends the run early and prints the report.\n");
 }
 
 static volatile sig_atomic_t stop_requested;
@@ -604,6 +613,7 @@ int main(int argc, char **argv) {
       {"spread", no_argument, 0, 's'},             {"quiet", no_argument, 0, 'q'},
       {"server-pid", required_argument, 0, 'P'},   {"prefix", required_argument, 0, 'x'},
       {"reconnect", no_argument, 0, 'R'},           {"no-join", no_argument, 0, 'J'},
+      {"join-rate", required_argument, 0, 'j'},    {"spread-base", required_argument, 0, 'b'},
       {"help", no_argument, 0, '?'},               {0, 0, 0, 0}};
   int ch;
   while ((ch = getopt_long(argc, argv, "", longs, NULL)) != -1) {
@@ -618,6 +628,8 @@ int main(int argc, char **argv) {
     case 's': opt.spread = true; break;
     case 'q': opt.quiet = true; break;
     case 'J': opt.no_join = true; break;
+    case 'j': opt.join_rate = atof(optarg); break;
+    case 'b': opt.spread_base = atoi(optarg); break;
     case 'P': opt.server_pid = atoi(optarg); break;
     case 'x': opt.prefix = optarg; break;
     case 'R': opt.reconnect = true; break;
@@ -625,6 +637,7 @@ int main(int argc, char **argv) {
     }
   }
   if (opt.port <= 0 || opt.players <= 0 || opt.pose_hz < 0 || opt.action_ms < 0 || opt.duration_s <= 0 ||
+      opt.join_rate < 0 || opt.spread_base < 0 ||
       strlen(opt.prefix) > 20) {
     usage();
     return 2;
@@ -650,7 +663,6 @@ int main(int argc, char **argv) {
   if (!ps) return 1;
   g.players = ps;
   ow_map_init(&g.by_avatar);
-  g.side = (int)ceil(sqrt(opt.players));
   uint64_t t0 = ow_now_ns();
   for (int i = 0; i < opt.players; i++) {
     player *p = &ps[i];
@@ -663,6 +675,10 @@ int main(int argc, char **argv) {
     p->pos[2] = (float)(frand() * 6 - 3);
     memcpy(p->home, p->pos, sizeof p->home); /* --spread sets it at JOINED */
     p->c = ow_client_create(ctx, &cb, p);
+    if (opt.join_rate > 0 && i > 0) {
+      p->connect_ns = t0 + (uint64_t)((double)i / opt.join_rate * 1e9);
+      continue;
+    }
     int rc = ow_client_connect(p->c, opt.host, opt.port, "/ws");
     if (rc == 0) rc = ow_client_hello(p->c, "otherworld-load");
     if (rc < 0) {
@@ -673,7 +689,8 @@ int main(int argc, char **argv) {
     if (i % 50 == 49) ow_client_ctx_service(ctx, 1);
   }
 
-  uint64_t setup_deadline = t0 + 10000000000ull + (uint64_t)opt.players * 20000000ull;
+  uint64_t setup_deadline = t0 + 10000000000ull + (uint64_t)opt.players * 20000000ull +
+                            (opt.join_rate > 0 ? (uint64_t)(opt.players / opt.join_rate * 1e9) : 0);
   uint64_t pose_period = opt.pose_hz ? 1000000000ull / (uint64_t)opt.pose_hz : 0;
   uint64_t action_period = (uint64_t)opt.action_ms * 1000000ull;
   uint64_t up0 = 0, down0 = 0, setup_ns = 0;
@@ -708,6 +725,13 @@ int main(int argc, char **argv) {
     uint64_t soonest = now + 10000000ull;
     for (int i = 0; i < opt.players; i++) {
       player *p = &ps[i];
+      if (p->connect_ns && now >= p->connect_ns) {
+        p->connect_ns = 0;
+        if (ow_client_connect(p->c, opt.host, opt.port, "/ws") || ow_client_hello(p->c, "otherworld-load") < 0) {
+          fprintf(stderr, "player=%d connect_error\n", i);
+          p->phase = P_GONE;
+        }
+      }
       if (p->phase == P_WAIT && now >= p->retry_ns) {
         g.reconnects++;
         p->phase = P_RESUME;

@@ -45,6 +45,10 @@ struct client {
 };
 
 #define HELD_MAX (16u * 1024u)
+/* A client with more than this queued is backing up: it gets no poses and no new snapshot until
+ * its queue drains (poses are latest-value-wins; a snapshot is a delta against what the client
+ * acknowledged, so the next one carries whatever a skipped round would have). */
+#define BACKLOG_BYTES (64u * 1024u)
 
 struct job {
   uv_work_t w;
@@ -803,6 +807,10 @@ static void publish_cb(uv_timer_t *t) {
   for (size_t i = 0; i < s->clients.len; i++) {
     client *c = s->clients.v[i];
     if (c->state != S_JOINED || !c->conn || ow_conn_closing(c->conn)) continue;
+    /* Without this a client that fell a few ticks behind in a crowd got a new delta against its
+     * old base (or a new full state) every tick, and was dropped at send_limit_kb within a second:
+     * all 400 players of a room as they joined (bench/scaling). */
+    if (ow_conn_queued(c->conn) > BACKLOG_BYTES) continue;
     ow_view_update(c->view, s->replica, avatar_cell(s, c), s->radius_cells, now, emit_snapshot, c);
   }
   ow_samples_add(&s->stats.publish_ns, ow_now_ns() - now);
@@ -850,7 +858,7 @@ static void poses_cb(uv_timer_t *t) {
   for (size_t i = 0; i < s->clients.len && posers.len; i++) {
     client *rc = s->clients.v[i];
     if (rc->state != S_JOINED || !rc->conn || ow_conn_closing(rc->conn)) continue;
-    if (ow_conn_queued(rc->conn) > 64 * 1024) continue;
+    if (ow_conn_queued(rc->conn) > BACKLOG_BYTES) continue;
     const ow_entity *me = ow_world_get(w, rc->avatar);
     if (!me) continue;
     ow_cell mc = ow_world_region_cell(w, me->region);
@@ -904,7 +912,7 @@ static void poses_cb(uv_timer_t *t) {
     b->data[count_at + 1] = (uint8_t)(n >> 8);
     ow_proto_end(b, at);
     /* Poses are latest-value-wins: a full queue drops them instead of disconnecting. */
-    if (ow_conn_queued(rc->conn) + b->len <= 64 * 1024 && !ow_net_send(rc->conn, b->data, b->len)) {
+    if (ow_conn_queued(rc->conn) + b->len <= BACKLOG_BYTES && !ow_net_send(rc->conn, b->data, b->len)) {
       s->stats.poses_out += n;
       s->stats.bytes_out += b->len;
     }
