@@ -10,11 +10,13 @@
  * actions per second, WebSocket payload bytes per second per client in both directions, poses
  * received and their latency (a player's pose handed to its library -> another player receives
  * it in POSES), errors and disconnects, and optionally the server's CPU from /proc. Results are
- * printed as key=value lines on stdout; progress goes to stderr unless --quiet.
+ * printed as key=value lines on stdout; progress goes to stderr unless --quiet. SIGTERM or SIGINT
+ * ends the run early, with the same report (a benchmark holds sessions until it has measured).
  */
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +27,9 @@
 /* Send times are kept per sequence number in a ring: far more than the actions a session can
  * have open (the server's replay window is 64, the library holds at most 1024). */
 #define RING 2048
+/* --spread: grid cells per row. Fixed, so that several load generators (--spread-base) lay their
+ * players out on one grid without overlapping. */
+#define SPREAD_ROW 64
 /* Poses sent are remembered this far back: the server publishes at most a few ticks late. */
 #define POSE_RING 64
 
@@ -43,6 +48,7 @@ typedef struct player {
   double t_phase; /* animation phase offset, seconds */
   uint64_t next_pose_ns, next_action_ns;
   uint64_t retry_ns;
+  uint64_t connect_ns; /* --join-rate: when this player connects; 0 once it has */
   /* the last poses sent, to recognise them in other players' POSES (pose latency) */
   uint32_t npose;
   struct {
@@ -75,7 +81,9 @@ static struct {
   const char *host, *prefix;
   int port, players, pose_hz, action_ms, duration_s, server_pid;
   bool do_register, spread, quiet, reconnect, no_join;
-} opt = {"127.0.0.1", "load", 7480, 10, 60, 2000, 10, 0, false, false, false, false, false};
+  double join_rate;
+  int spread_base;
+} opt = {"127.0.0.1", "load", 7480, 10, 60, 2000, 10, 0, false, false, false, false, false, 0, 0};
 
 static struct {
   bool measuring;
@@ -91,7 +99,6 @@ static struct {
   int tree_type, rock_type, chest_type, planks_recipe, resource_kind;
   uint64_t rejected_by_code[64];
   uint64_t sent_by_type[OW_ACT_MAX_];
-  int side; /* --spread: players per row of the grid */
 } g;
 
 static void sample_add(samples *s, uint64_t ns) {
@@ -377,9 +384,10 @@ static void cb_joined(ow_client *c, void *ud, uint32_t req, const ow_client_worl
      * apart, no player is in another's area of interest. */
     float cells = w->region_size > 0 ? ceilf(w->interest_radius / w->region_size) : 1;
     float step = (2 * cells + 1) * w->region_size;
-    p->home[0] = (float)(p->idx % g.side) * step;
+    int cell = opt.spread_base + p->idx;
+    p->home[0] = (float)(cell % SPREAD_ROW) * step;
     p->home[1] = 0;
-    p->home[2] = (float)(p->idx / g.side) * step;
+    p->home[2] = (float)(cell / SPREAD_ROW) * step;
   }
   if (g.tree_type == -2) {
     g.tree_type = ow_client_world_type(w, "tree");
@@ -389,8 +397,12 @@ static void cb_joined(ow_client *c, void *ud, uint32_t req, const ow_client_worl
   }
   uint64_t now = ow_now_ns();
   /* Spread the first pose and action of each player over one period, so load is smooth. */
-  p->next_pose_ns = now + (uint64_t)(frand() * 1e9 / opt.pose_hz);
+  p->next_pose_ns = now + (opt.pose_hz ? (uint64_t)(frand() * 1e9 / opt.pose_hz) : 0);
   p->next_action_ns = now + (uint64_t)(frand() * opt.action_ms * 1e6);
+  /* --spread: the walk home is the first action, at once, so that the crowd at the spawn point
+   * (where every view sees every join) lasts as short as possible; it happens even when the
+   * players are otherwise idle (--action-interval-ms 0). */
+  if (opt.spread) p->next_action_ns = now;
 }
 
 static void cb_applied(ow_client *c, void *ud, uint32_t req, uint64_t seq, const ow_result *r,
@@ -562,13 +574,23 @@ static void usage(void) {
   fprintf(stderr,
           "usage: otherworld-load [--host H (127.0.0.1)] [--port PORT (7480)] [--players N] [--pose-hz HZ]\n"
           "         [--action-interval-ms MS] [--duration-s S] [--register] [--spread]\n"
-          "         [--prefix NAME] [--server-pid PID] [--reconnect] [--no-join] [--quiet]\n"
+          "         [--prefix NAME] [--server-pid PID] [--reconnect] [--no-join] [--join-rate N]\n"
+          "         [--spread-base N] [--quiet]\n"
           "Simulates N VR players (accounts PREFIX0..PREFIX<N-1>, password PREFIX-password-I) and\n"
           "prints key=value figures. --register creates the accounts (taken names are fine);\n"
           "--spread moves the players onto a grid of regions far enough apart that none is in\n"
-          "another's area of interest. --no-join logs in and stays idle outside the world (a\n"
-          "lobby session). --reconnect reconnects lost players and RESUMEs their session\n"
-          "(unconfirmed actions are re-sent by the client library).\n");
+          "another's area of interest (64 per row; --spread-base N starts at the Nth place, for\n"
+          "several load generators on one grid). --no-join logs in and stays idle outside the world (a\n"
+          "lobby session). --join-rate N connects N players per second instead of all at once\n"
+          "(the measurement still starts when every player is in). --reconnect reconnects lost\n"
+          "players and RESUMEs their session (unconfirmed actions are re-sent by the client\n"
+          "library). SIGTERM or SIGINT ends the run early and prints the report.\n");
+}
+
+static volatile sig_atomic_t stop_requested;
+static void on_stop_signal(int sig) {
+  (void)sig;
+  stop_requested = 1;
 }
 
 static void stats_sum(player *ps, uint64_t *up, uint64_t *down) {
@@ -591,6 +613,7 @@ int main(int argc, char **argv) {
       {"spread", no_argument, 0, 's'},             {"quiet", no_argument, 0, 'q'},
       {"server-pid", required_argument, 0, 'P'},   {"prefix", required_argument, 0, 'x'},
       {"reconnect", no_argument, 0, 'R'},           {"no-join", no_argument, 0, 'J'},
+      {"join-rate", required_argument, 0, 'j'},    {"spread-base", required_argument, 0, 'b'},
       {"help", no_argument, 0, '?'},               {0, 0, 0, 0}};
   int ch;
   while ((ch = getopt_long(argc, argv, "", longs, NULL)) != -1) {
@@ -605,6 +628,8 @@ int main(int argc, char **argv) {
     case 's': opt.spread = true; break;
     case 'q': opt.quiet = true; break;
     case 'J': opt.no_join = true; break;
+    case 'j': opt.join_rate = atof(optarg); break;
+    case 'b': opt.spread_base = atoi(optarg); break;
     case 'P': opt.server_pid = atoi(optarg); break;
     case 'x': opt.prefix = optarg; break;
     case 'R': opt.reconnect = true; break;
@@ -612,11 +637,16 @@ int main(int argc, char **argv) {
     }
   }
   if (opt.port <= 0 || opt.players <= 0 || opt.pose_hz < 0 || opt.action_ms < 0 || opt.duration_s <= 0 ||
+      opt.join_rate < 0 || opt.spread_base < 0 ||
       strlen(opt.prefix) > 20) {
     usage();
     return 2;
   }
   srand(12345);
+  struct sigaction sa = {.sa_handler = on_stop_signal};
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
   g.tree_type = g.rock_type = g.chest_type = g.planks_recipe = -2;
 
   ow_client_ctx *ctx;
@@ -633,7 +663,6 @@ int main(int argc, char **argv) {
   if (!ps) return 1;
   g.players = ps;
   ow_map_init(&g.by_avatar);
-  g.side = (int)ceil(sqrt(opt.players));
   uint64_t t0 = ow_now_ns();
   for (int i = 0; i < opt.players; i++) {
     player *p = &ps[i];
@@ -646,6 +675,10 @@ int main(int argc, char **argv) {
     p->pos[2] = (float)(frand() * 6 - 3);
     memcpy(p->home, p->pos, sizeof p->home); /* --spread sets it at JOINED */
     p->c = ow_client_create(ctx, &cb, p);
+    if (opt.join_rate > 0 && i > 0) {
+      p->connect_ns = t0 + (uint64_t)((double)i / opt.join_rate * 1e9);
+      continue;
+    }
     int rc = ow_client_connect(p->c, opt.host, opt.port, "/ws");
     if (rc == 0) rc = ow_client_hello(p->c, "otherworld-load");
     if (rc < 0) {
@@ -656,7 +689,8 @@ int main(int argc, char **argv) {
     if (i % 50 == 49) ow_client_ctx_service(ctx, 1);
   }
 
-  uint64_t setup_deadline = t0 + 10000000000ull + (uint64_t)opt.players * 20000000ull;
+  uint64_t setup_deadline = t0 + 10000000000ull + (uint64_t)opt.players * 20000000ull +
+                            (opt.join_rate > 0 ? (uint64_t)(opt.players / opt.join_rate * 1e9) : 0);
   uint64_t pose_period = opt.pose_hz ? 1000000000ull / (uint64_t)opt.pose_hz : 0;
   uint64_t action_period = (uint64_t)opt.action_ms * 1000000ull;
   uint64_t up0 = 0, down0 = 0, setup_ns = 0;
@@ -664,6 +698,13 @@ int main(int argc, char **argv) {
   uint64_t last_progress = t0, sent_at_progress = 0;
   for (;;) {
     uint64_t now = ow_now_ns();
+    if (stop_requested) {
+      if (!g.measuring) { /* stopped during setup: the figures cover the whole run */
+        g.t_measure = t0;
+        setup_ns = now - t0;
+      }
+      break;
+    }
     if (!g.measuring) {
       int alive = 0;
       for (int i = 0; i < opt.players; i++) alive += ps[i].phase != P_GONE;
@@ -684,6 +725,13 @@ int main(int argc, char **argv) {
     uint64_t soonest = now + 10000000ull;
     for (int i = 0; i < opt.players; i++) {
       player *p = &ps[i];
+      if (p->connect_ns && now >= p->connect_ns) {
+        p->connect_ns = 0;
+        if (ow_client_connect(p->c, opt.host, opt.port, "/ws") || ow_client_hello(p->c, "otherworld-load") < 0) {
+          fprintf(stderr, "player=%d connect_error\n", i);
+          p->phase = P_GONE;
+        }
+      }
       if (p->phase == P_WAIT && now >= p->retry_ns) {
         g.reconnects++;
         p->phase = P_RESUME;
@@ -698,7 +746,8 @@ int main(int argc, char **argv) {
         p->next_pose_ns += pose_period;
         if (p->next_pose_ns < now) p->next_pose_ns = now + pose_period; /* fell behind: skip */
       }
-      if (action_period && now >= p->next_action_ns) {
+      bool walk_home = opt.spread && !p->at_home;
+      if ((action_period || walk_home) && now >= p->next_action_ns) {
         next_action(p);
         p->next_action_ns += action_period;
         if (p->next_action_ns < now) p->next_action_ns = now + action_period;

@@ -49,6 +49,11 @@ struct ow_replica {
   uint64_t changes;
   area areas[AREAS];
   unsigned next_area; /* the one replaced next when none matches */
+  /* The message being built by ow_view_update. Views are updated one at a time on the loop's
+   * thread and emit copies it out, so one buffer serves them all; a buffer per view would keep the
+   * size of the largest snapshot it ever sent (up to a 56 KiB chunk) for the life of the
+   * connection. */
+  ow_buf chunk;
 };
 
 typedef struct snap {
@@ -68,9 +73,6 @@ struct ow_view {
   ow_cell built_center;
   int built_radius;
   bool built;
-  OW_VEC(ow_id) ids; /* scratch */
-  OW_VEC(uint64_t) vers;
-  ow_buf chunk;
 };
 
 static uint64_t pack(int32_t x, int32_t z) { return ((uint64_t)(uint32_t)x << 32) | (uint32_t)z; }
@@ -177,6 +179,7 @@ void ow_replica_destroy(ow_replica *r) {
   for (int i = 0; i < AREAS; i++) OW_VEC_FREE(r->areas[i].ents);
   ow_map_deinit(&r->by_id);
   ow_map_deinit(&r->cell_of);
+  ow_buf_deinit(&r->chunk);
   ow_free(r);
 }
 
@@ -218,9 +221,6 @@ void ow_view_destroy(ow_view *v) {
     ow_free(v->ring[i].ids);
     ow_free(v->ring[i].vers);
   }
-  OW_VEC_FREE(v->ids);
-  OW_VEC_FREE(v->vers);
-  ow_buf_deinit(&v->chunk);
   ow_free(v);
 }
 
@@ -289,7 +289,7 @@ static bool to_wire(ow_replica *r, const ment *m, ow_wire_entity *e) {
 }
 
 typedef struct chunker {
-  ow_view *v;
+  ow_buf *b;
   uint32_t id, base;
   uint64_t frame;
   size_t at, count_at;
@@ -300,7 +300,7 @@ typedef struct chunker {
 } chunker;
 
 static void chunk_open(chunker *c) {
-  ow_buf *b = &c->v->chunk;
+  ow_buf *b = c->b;
   b->len = 0;
   c->at = ow_proto_begin(b, OW_MSG_SNAPSHOT);
   ow_buf_u32(b, c->id);
@@ -313,7 +313,7 @@ static void chunk_open(chunker *c) {
 }
 
 static void chunk_close(chunker *c, bool more, const ow_id *removed, size_t nremoved) {
-  ow_buf *b = &c->v->chunk;
+  ow_buf *b = c->b;
   b->data[c->count_at - 1] = more ? 1 : 0;
   b->data[c->count_at] = (uint8_t)c->count;
   b->data[c->count_at + 1] = (uint8_t)(c->count >> 8);
@@ -421,7 +421,8 @@ int ow_view_update(ow_view *v, ow_replica *r, ow_cell center, int radius_cells, 
   int emitted = 0;
   if ((base && !changed.len && !removed.len) || (same_as_last && !resend)) goto done;
 
-  chunker ch = {.v = v, .id = v->next_id++, .base = base ? base->id : 0, .frame = r->ver,
+  ow_buf *chunk = &r->chunk;
+  chunker ch = {.b = chunk, .id = v->next_id++, .base = base ? base->id : 0, .frame = r->ver,
                 .emit = emit, .ud = ud};
   if (!ch.id) ch.id = v->next_id++; /* 0 means "none" */
   chunk_open(&ch);
@@ -429,17 +430,17 @@ int ow_view_update(ow_view *v, ow_replica *r, ow_cell center, int radius_cells, 
     uint64_t *mp = ow_map_get(&r->by_id, changed.v[k]);
     ow_wire_entity e;
     if (!mp || !to_wire(r, (ment *)(uintptr_t)*mp, &e)) continue;
-    if (v->chunk.len > CHUNK_LIMIT || ch.count == UINT16_MAX) {
+    if (chunk->len > CHUNK_LIMIT || ch.count == UINT16_MAX) {
       chunk_close(&ch, true, NULL, 0);
       chunk_open(&ch);
     }
-    ow_proto_put_entity(&v->chunk, &e);
+    ow_proto_put_entity(chunk, &e);
     ch.count++;
   }
   /* Removals go in the last chunk; split them if there are very many. */
   size_t off = 0;
-  while (removed.len - off > (CHUNK_LIMIT - v->chunk.len) / 8) {
-    size_t fit = (CHUNK_LIMIT - v->chunk.len) / 8;
+  while (removed.len - off > (CHUNK_LIMIT - chunk->len) / 8) {
+    size_t fit = (CHUNK_LIMIT - chunk->len) / 8;
     chunk_close(&ch, true, removed.v + off, fit);
     off += fit;
     chunk_open(&ch);

@@ -53,6 +53,10 @@ struct client {
 };
 
 #define HELD_MAX (16u * 1024u)
+/* A client with more than this queued is backing up: it gets no poses and no new snapshot until
+ * its queue drains (poses are latest-value-wins; a snapshot is a delta against what the client
+ * acknowledged, so the next one carries whatever a skipped round would have). */
+#define BACKLOG_BYTES (64u * 1024u)
 
 struct job {
   ow_server *srv;
@@ -789,10 +793,13 @@ static void on_action(client *c, const ow_msg *m) {
   }
 }
 
+/* Poses a client may send at once beyond pose_rate: a quarter of a second's worth. */
+static double pose_burst(const ow_server *s) { return s->cfg.pose_rate / 4 + 1; }
+
 static void on_pose(client *c, const ow_msg *m) {
   ow_server *s = c->srv;
   if (c->state != S_JOINED) return;
-  if (!take_token(&c->pose_bucket, &c->pose_ns, s->cfg.pose_rate, s->cfg.pose_rate / 4 + 1)) {
+  if (!take_token(&c->pose_bucket, &c->pose_ns, s->cfg.pose_rate, pose_burst(s))) {
     /* Poses are a stream: extra ones are dropped, and the client is told at most once a second. */
     s->stats.rate_limited++;
     if (c->pose_ns - c->pose_warned_ns > 1000000000ull) {
@@ -978,7 +985,7 @@ static void on_open(void *ud, ow_conn *conn) {
   c->conn = conn;
   c->view = ow_view_create();
   c->bucket = s->cfg.action_burst;
-  c->pose_bucket = s->cfg.pose_rate / 4 + 1; /* full, as for actions: a first pose is kept */
+  c->pose_bucket = pose_burst(s); /* full, as the action bucket */
   c->bucket_ns = c->pose_ns = c->last_rx_ns = ow_now_ns();
   ow_map_init(&c->prio);
   ow_conn_set_user(conn, c);
@@ -1229,6 +1236,10 @@ static void publish_cb(uv_timer_t *t) {
   for (size_t i = 0; i < s->clients.len; i++) {
     client *c = s->clients.v[i];
     if (c->state != S_JOINED || !c->conn || ow_conn_closing(c->conn)) continue;
+    /* Without this a client that fell a few ticks behind in a crowd got a new delta against its
+     * old base (or a new full state) every tick, and was dropped at send_limit_kb within a second:
+     * all 400 players of a room as they joined (bench/scaling). */
+    if (ow_conn_queued(c->conn) > BACKLOG_BYTES) continue;
     ow_view_update(c->view, s->replica, avatar_cell(s, c), s->radius_cells, now, emit_snapshot, c);
   }
   ow_samples_add(&s->stats.publish_ns, ow_now_ns() - now);
@@ -1287,7 +1298,7 @@ static void publish_poses(ow_server *s) {
   for (size_t i = 0; i < s->clients.len && posers.len; i++) {
     client *rc = s->clients.v[i];
     if (rc->state != S_JOINED || !rc->conn || ow_conn_closing(rc->conn)) continue;
-    if (ow_conn_queued(rc->conn) > 64 * 1024) continue;
+    if (ow_conn_queued(rc->conn) > BACKLOG_BYTES) continue;
     const ow_entity *me = ow_world_get(w, rc->avatar);
     if (!me) continue;
     ow_cell mc = ow_world_region_cell(w, me->region);
@@ -1347,7 +1358,7 @@ static void publish_poses(ow_server *s) {
     b->data[count_at + 1] = (uint8_t)(n >> 8);
     ow_proto_end(b, at);
     /* Poses are latest-value-wins: a full queue drops them instead of disconnecting. */
-    if (ow_conn_queued(rc->conn) + b->len <= 64 * 1024 && !ow_net_send(rc->conn, b->data, b->len)) {
+    if (ow_conn_queued(rc->conn) + b->len <= BACKLOG_BYTES && !ow_net_send(rc->conn, b->data, b->len)) {
       s->stats.poses_out += n;
       s->stats.bytes_out += b->len;
     }

@@ -2,7 +2,7 @@
 # soak: the real server under steady load for a while, watched for leaks (README.md beside this
 # file). otherworld-load (clients/c/load.c) plays N VR players with poses and actions; every few
 # seconds the script samples the server's resident memory (/proc/PID/status: VmRSS and RssAnon),
-# its own heap (mem_bytes) and its tick time (seal_p99_us + publish_p99_us, as bench/room.sh
+# its own heap (mem_bytes) and its tick time (seal_p99_us + publish_p99_us, as bench/scaling
 # reports it) from the /status JSON endpoint. After a warm-up it fits a least-squares line to each
 # and prints the slopes as key=value lines.
 #
@@ -153,7 +153,7 @@ for _ in $(seq 1 600); do
 done
 [ -n "$port" ] || fail "the server did not start"
 
-# GET /status as one line of JSON (bash's /dev/tcp, as bench/room.sh does).
+# GET /status as one line of JSON (bash's /dev/tcp, as bench/scaling does).
 status() {
   exec 3<>"/dev/tcp/127.0.0.1/$port" || return 1
   printf 'GET /status HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n' >&3

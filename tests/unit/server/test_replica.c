@@ -198,6 +198,65 @@ static void test_frame_after_recovery(void **state) {
   seen_free(&s);
 }
 
+/* A client that acknowledges slowly: everything it may hold (the base and every snapshot sent
+ * after it) is covered by removals, each id once and in ascending order, however many
+ * unacknowledged snapshots it appeared in. */
+static void test_removals_unacknowledged(void **state) {
+  fx *f = *state;
+  ow_cell origin = {0, 0};
+  seen s = update(f, origin, 1, 1);
+  uint32_t first = s.id;
+  seen_free(&s);
+  ow_view_ack(f->view, first);
+
+  uint64_t sid[2];
+  ow_id avatar[2];
+  for (int i = 0; i < 2; i++) assert_int_equal(ow_zone_login(f->zone, 1 + (uint64_t)i, &sid[i], &avatar[i]), 0);
+  assert_int_equal(ow_zone_commit_sync(f->zone, false), 0);
+  s = update(f, origin, 1, 2);
+  assert_int_equal(s.base, first);
+  assert_int_equal(s.ids.len, 4); /* two avatars and their inventories */
+  seen_free(&s);
+
+  /* Three more unacknowledged deltas in which both avatars move about. */
+  ow_action mv = {.type = OW_ACT_MOVE};
+  ow_transform_identity(&mv.xf);
+  ow_result r;
+  uint64_t frame;
+  bool rep;
+  for (uint64_t k = 1; k <= 3; k++) {
+    for (int i = 0; i < 2; i++) {
+      mv.target = avatar[i];
+      mv.xf.pos[0] = (float)(k + (uint64_t)i);
+      assert_int_equal(ow_zone_act(f->zone, sid[i], k, &mv, &r, &frame, &rep), 0);
+    }
+    assert_int_equal(ow_zone_commit_sync(f->zone, false), 0);
+    s = update(f, origin, 1, 2 + k);
+    assert_int_equal(s.base, first);
+    assert_int_equal(s.removed.len, 0);
+    seen_free(&s);
+  }
+
+  /* Both walk out of the area of interest: neither is in the base, both are in four sent
+   * snapshots. */
+  for (int i = 0; i < 2; i++) {
+    mv.target = avatar[i];
+    mv.xf.pos[0] = 700;
+    assert_int_equal(ow_zone_act(f->zone, sid[i], 4, &mv, &r, &frame, &rep), 0);
+  }
+  assert_int_equal(ow_zone_commit_sync(f->zone, false), 0);
+  s = update(f, origin, 1, 10);
+  assert_int_equal(s.base, first);
+  assert_int_equal(s.ids.len, 0);
+  assert_int_equal(s.removed.len, 4);
+  for (size_t i = 1; i < s.removed.len; i++) assert_true(s.removed.v[i - 1] < s.removed.v[i]);
+  bool found[2] = {false, false};
+  for (size_t i = 0; i < s.removed.len; i++)
+    for (int a = 0; a < 2; a++) found[a] |= s.removed.v[i] == avatar[a];
+  assert_true(found[0] && found[1]);
+  seen_free(&s);
+}
+
 static void test_chunks(void **state) {
   fx *f = *state;
   /* 3,000 boxes in one cell are more than one 60 KiB message. */
@@ -268,6 +327,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_full_delta_confirmed, setup, teardown),
       cmocka_unit_test_setup_teardown(test_frame_after_recovery, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_removals_unacknowledged, setup, teardown),
       cmocka_unit_test_setup_teardown(test_chunks, setup, teardown),
       cmocka_unit_test_setup_teardown(test_views_in_turn, setup, teardown),
   };
