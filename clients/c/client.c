@@ -793,6 +793,9 @@ static int on_snapshot_msg(ow_client *c, const ow_msg *m) {
   uint64_t frame = ow_rd_u64(&r);
   uint8_t flags = ow_rd_u8(&r);
   uint16_t n = ow_rd_u16(&r);
+  /* Each entity takes at least 63 bytes: a count the message cannot hold is refused before the
+   * scratch grows to it (65535 entities would be 30 MB for a 20-byte message). */
+  if ((size_t)n * 63 > r.left) return fail(c, OW_E_PROTO, "SNAPSHOT %u: %u entities do not fit", id, n);
   if (c->scratchcap < n) {
     c->scratchcap = n;
     c->scratch = ow_realloc(c->scratch, n * sizeof *c->scratch);

@@ -986,6 +986,14 @@ int ow_world_link(ow_world *w) {
                (unsigned long long)e->parent);
       return OW_E_CORRUPT;
     }
+    /* Only avatars (their inventory), containers and vehicles hold entities; the actions destroy
+     * anything else (a harvested node, an emptied stack) assuming it holds nothing. */
+    uint8_t k = type_of(w, at(w, p))->kind;
+    if (k != OW_KIND_AVATAR && k != OW_KIND_CONTAINER && k != OW_KIND_VEHICLE) {
+      OW_ERROR("load_bad_parent", "id=%llu parent=%llu parent_type=%s", (unsigned long long)e->id,
+               (unsigned long long)e->parent, type_of(w, at(w, p))->name);
+      return OW_E_CORRUPT;
+    }
     child_link(w, p, s);
   }
   /* Parents must form trees: a cycle (a damaged store) would make every walk to the root, which

@@ -489,7 +489,9 @@ static int scan_entity(void *ud, const uint8_t *k, size_t kl, const uint8_t *v, 
 }
 
 static int scan_session(void *ud, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl) {
-  if (kl != OW_KEY_ID_LEN) return OW_E_CORRUPT;
+  /* Session ids are never 0 (ow_zone_login): the map keeps key 0 aside, where ow_zone_close
+   * would not free it. */
+  if (kl != OW_KEY_ID_LEN || !ow_be64_read(k + 1)) return OW_E_CORRUPT;
   return decode_session(ud, ow_be64_read(k + 1), v, vl);
 }
 
