@@ -986,43 +986,24 @@ int ow_world_link(ow_world *w) {
                (unsigned long long)e->parent);
       return OW_E_CORRUPT;
     }
-    /* Only avatars (their inventory), containers and vehicles hold entities; the actions destroy
-     * anything else (a harvested node, an emptied stack) assuming it holds nothing. */
-    uint8_t k = type_of(w, at(w, p))->kind;
-    if (k != OW_KIND_AVATAR && k != OW_KIND_CONTAINER && k != OW_KIND_VEHICLE) {
-      OW_ERROR("load_bad_parent", "id=%llu parent=%llu parent_type=%s", (unsigned long long)e->id,
-               (unsigned long long)e->parent, type_of(w, at(w, p))->name);
+    /* Only the shapes the actions build: an avatar holds its inventory (a container), containers
+     * hold items, vehicles hold items and seated avatars. The actions rely on it: a harvested node
+     * or an emptied stack is destroyed assuming it holds nothing, and an avatar entering a vehicle
+     * it held itself would close a cycle. Since vehicle > avatar > container > item, no stored
+     * parent chain can be a cycle either (each action walks to the root). */
+    uint8_t pk = type_of(w, at(w, p))->kind, ck = type_of(w, e)->kind;
+    bool ok = (pk == OW_KIND_AVATAR && ck == OW_KIND_CONTAINER) ||
+              (pk == OW_KIND_CONTAINER && ck == OW_KIND_ITEM) ||
+              (pk == OW_KIND_VEHICLE && (ck == OW_KIND_ITEM || ck == OW_KIND_AVATAR));
+    if (!ok) {
+      OW_ERROR("load_bad_parent", "id=%llu type=%s parent=%llu parent_type=%s",
+               (unsigned long long)e->id, type_of(w, e)->name, (unsigned long long)e->parent,
+               type_of(w, at(w, p))->name);
       return OW_E_CORRUPT;
     }
     child_link(w, p, s);
   }
-  /* Parents must form trees: a cycle (a damaged store) would make every walk to the root, which
-   * each action does, loop forever. Each chain is walked once: 1 on the current path, 2 done. */
-  uint8_t *state = ow_calloc(w->hwm ? w->hwm : 1, 1);
-  int rc = 0;
-  for (uint32_t s = 0; s < w->hwm && !rc; s++) {
-    if (!at(w, s)->id || state[s]) continue;
-    for (uint32_t c = s;;) {
-      state[c] = 1;
-      if (!at(w, c)->parent) break; /* a root */
-      uint32_t q = find(w, at(w, c)->parent);
-      if (state[q] == 2) break; /* joins a chain already walked */
-      if (state[q] == 1) {      /* back onto this path */
-        OW_ERROR("load_parent_cycle", "id=%llu hint=\"entities are each other's parents\"",
-                 (unsigned long long)at(w, c)->id);
-        rc = OW_E_CORRUPT;
-        break;
-      }
-      c = q;
-    }
-    for (uint32_t d = s; state[d] == 1;) {
-      state[d] = 2;
-      if (!at(w, d)->parent) break;
-      d = find(w, at(w, d)->parent);
-    }
-  }
-  ow_free(state);
-  return rc;
+  return 0;
 }
 
 void ow_world_item_totals(const ow_world *w, uint64_t *totals) {
