@@ -42,15 +42,17 @@ local_limits=(--max_conns_per_addr 0 --pwhash_per_addr 100000 --pwhash_queue 100
 start_server() {
   local bind=127.0.0.1
   if [ "${1:-}" = "--bind" ]; then bind="$2"; shift 2; fi
-  rm -rf "$tmp/data"
+  # The old log goes first: the new server's shell truncates it only after the fork, and until
+  # then the loop below could read the previous server's port.
+  rm -rf "$tmp/data" "$tmp/server.log"
   "$server" --data_dir "$tmp/data" --bind "$bind" --port 0 --shutdown_notice_s 0 \
     "${local_limits[@]}" "$@" 2>"$tmp/server.log" &
   pid=$!
   local _
   for _ in $(seq 1 400); do
-    port="$(grep -o 'url=ws://[0-9.]*:[0-9]*' "$tmp/server.log" | grep -o '[0-9]*$' || true)"
+    port="$(grep -so 'url=ws://[0-9.]*:[0-9]*' "$tmp/server.log" | grep -o '[0-9]*$' || true)"
     [ -n "$port" ] && return 0
-    kill -0 "$pid" 2>/dev/null || { cat "$tmp/server.log" >&2; exit 1; }
+    kill -0 "$pid" 2>/dev/null || { cat "$tmp/server.log" >&2 2>/dev/null; exit 1; }
     sleep 0.05
   done
   echo "server did not start" >&2
