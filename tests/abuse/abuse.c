@@ -48,6 +48,7 @@
 #include <unistd.h>
 
 #include "otherworld/client.h"
+#include "support.h"
 
 #ifndef IP_BIND_ADDRESS_NO_PORT
 #define IP_BIND_ADDRESS_NO_PORT 24
@@ -116,36 +117,16 @@ static void start_server(const char *bin) {
   char log[300], data[300];
   snprintf(log, sizeof log, "%s/server.log", dir);
   snprintf(data, sizeof data, "%s/data", dir);
-  server = fork();
-  if (server == 0) {
-    if (!freopen(log, "w", stderr)) _exit(126);
-    /* Cheap argon2id (the limits are under test, not the hash's strength); a short handshake
-     * timeout so that the slowloris phase fits the test's time. Everything else: defaults. */
-    execl(bin, bin, "--data_dir", data, "--bind", "127.0.0.1", "--port", "0", "--shutdown_notice_s",
-          "0", "--pwhash_ops", "1", "--pwhash_mem_kb", "8192", "--handshake_timeout_s", "3",
-          "--durability", "nosync", (char *)NULL);
-    _exit(127);
-  }
-  for (int i = 0; i < 400; i++) {
-    FILE *f = fopen(log, "r");
-    char line[2048];
-    while (f && fgets(line, sizeof line, f)) {
-      char *u = strstr(line, "url=ws://127.0.0.1:");
-      if (u) {
-        fclose(f);
-        port = atoi(u + strlen("url=ws://127.0.0.1:"));
-        return;
-      }
-    }
-    if (f) fclose(f);
-    int st;
-    if (waitpid(server, &st, WNOHANG) == server) {
-      server = -1;
-      die("the server exited at start (see its log)");
-    }
-    usleep(25000);
-  }
-  die("the server did not start");
+  /* Cheap argon2id (the limits are under test, not the hash's strength); a short handshake
+   * timeout so that the slowloris phase fits the test's time. Everything else: defaults. */
+  static const char *const args[] = {"--shutdown_notice_s", "0", "--pwhash_ops", "1",
+                                     "--pwhash_mem_kb", "8192", "--handshake_timeout_s", "3",
+                                     "--durability", "nosync", NULL};
+  ow_test_server ts;
+  if (ow_test_server_start(&ts, bin, data, log, args, 30000))
+    die("the server did not start (see its log)");
+  server = ts.pid;
+  port = ts.port;
 }
 
 /* GET /status into buf (the JSON body). Returns false when it does not answer within 5 s. */

@@ -42,6 +42,7 @@
 #include <unistd.h>
 
 #include "otherworld/client.h"
+#include "support.h"
 #include "otherworld/protocol.h"
 
 enum via { VIA_ACTION, VIA_CHECKPOINT, VIA_SHUTDOWN };
@@ -114,48 +115,29 @@ static void start(const char *bin, const char *shim, const char *checkpoint_s) {
   char data[PATH_MAX + 8];
   snprintf(logpath, sizeof logpath, "%s/server%d.log", dir, ++runs);
   snprintf(data, sizeof data, "%s/data", dir);
-  server = fork();
-  if (server < 0) die("fork: %s", strerror(errno));
-  if (server == 0) {
-    if (!freopen(logpath, "w", stderr)) _exit(126);
-    if (shim) {
-      char pre[2 * PATH_MAX + 2], arm[PATH_MAX + 8], flog[PATH_MAX + 16];
-      snprintf(pre, sizeof pre, "%s%s%s", asan_lib, asan_lib[0] ? " " : "", shim);
-      snprintf(arm, sizeof arm, "%s/arm", dir);
-      snprintf(flog, sizeof flog, "%s/faultfs.log", dir);
-      setenv("LD_PRELOAD", pre, 1);
-      setenv("FAULTFS_KIND", cur->kind, 1);
-      setenv("FAULTFS_DIR", data, 1);
-      setenv("FAULTFS_ARM", arm, 1);
-      setenv("FAULTFS_LOG", flog, 1);
-    } else {
-      unsetenv("LD_PRELOAD");
-    }
-    execl(bin, bin, "--data_dir", data, "--bind", "127.0.0.1", "--port", "0",
-          "--shutdown_notice_s", "0.2", "--pwhash_ops", "1", "--pwhash_mem_kb", "64",
-          "--checkpoint_s", checkpoint_s, "--eager_commit", cur->eager ? "1" : "0", (char *)NULL);
-    _exit(127);
+  /* The shim's settings go to the child through the environment, set only around its start. */
+  static const char *const vars[] = {"LD_PRELOAD", "FAULTFS_KIND", "FAULTFS_DIR", "FAULTFS_ARM",
+                                     "FAULTFS_LOG"};
+  if (shim) {
+    char pre[2 * PATH_MAX + 2], arm[PATH_MAX + 8], flog[PATH_MAX + 16];
+    snprintf(pre, sizeof pre, "%s%s%s", asan_lib, asan_lib[0] ? " " : "", shim);
+    snprintf(arm, sizeof arm, "%s/arm", dir);
+    snprintf(flog, sizeof flog, "%s/faultfs.log", dir);
+    setenv("LD_PRELOAD", pre, 1);
+    setenv("FAULTFS_KIND", cur->kind, 1);
+    setenv("FAULTFS_DIR", data, 1);
+    setenv("FAULTFS_ARM", arm, 1);
+    setenv("FAULTFS_LOG", flog, 1);
   }
-  for (int i = 0; i < 600; i++) {
-    FILE *f = fopen(logpath, "r");
-    char line[2048];
-    while (f && fgets(line, sizeof line, f)) {
-      char *u = strstr(line, "url=ws://127.0.0.1:");
-      if (u) {
-        fclose(f);
-        port = atoi(u + strlen("url=ws://127.0.0.1:"));
-        return;
-      }
-    }
-    if (f) fclose(f);
-    int st;
-    if (waitpid(server, &st, WNOHANG) == server) {
-      server = -1;
-      die("server exited before listening");
-    }
-    usleep(50000);
-  }
-  die("server did not start");
+  const char *const args[] = {"--shutdown_notice_s", "0.2", "--pwhash_ops", "1", "--pwhash_mem_kb",
+                              "64", "--checkpoint_s", checkpoint_s, "--eager_commit",
+                              cur->eager ? "1" : "0", NULL};
+  ow_test_server ts;
+  int rc = ow_test_server_start(&ts, bin, data, logpath, args, 30000);
+  for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) unsetenv(vars[i]);
+  if (rc) die("server did not start (see %s)", logpath);
+  server = ts.pid;
+  port = ts.port;
 }
 
 /* The exit code of the server (or die if it did not exit normally). */
