@@ -310,7 +310,7 @@ typedef struct hashers {
   uv_async_t async; /* a job is done */
   uv_mutex_t mu;
   uv_cond_t cv;
-  job *todo, *todo_tail; /* handed over, not started */
+  job *queue, *queue_tail; /* handed over, not started */
   job *done;             /* finished, newest first */
   bool stop;
   unsigned n;
@@ -365,11 +365,11 @@ static void hasher_main(void *arg) {
   setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), HASH_NICE);
   uv_mutex_lock(&h->mu);
   for (;;) {
-    while (!h->todo && !h->stop) uv_cond_wait(&h->cv, &h->mu);
+    while (!h->queue && !h->stop) uv_cond_wait(&h->cv, &h->mu);
     if (h->stop) break;
-    job *j = h->todo;
-    h->todo = j->next;
-    if (!h->todo) h->todo_tail = NULL;
+    job *j = h->queue;
+    h->queue = j->next;
+    if (!h->queue) h->queue_tail = NULL;
     uv_mutex_unlock(&h->mu);
     job_work(j);
     uv_mutex_lock(&h->mu);
@@ -401,11 +401,11 @@ static void run_jobs(ow_server *s) {
     s->jobs_running++;
     j->next = NULL;
     uv_mutex_lock(&h->mu);
-    if (h->todo_tail)
-      h->todo_tail->next = j;
+    if (h->queue_tail)
+      h->queue_tail->next = j;
     else
-      h->todo = j;
-    h->todo_tail = j;
+      h->queue = j;
+    h->queue_tail = j;
     uv_cond_signal(&h->cv);
     uv_mutex_unlock(&h->mu);
   }
@@ -462,14 +462,14 @@ static void hashers_stop(hashers *h) {
   uv_cond_broadcast(&h->cv);
   uv_mutex_unlock(&h->mu);
   for (unsigned i = 0; i < h->n; i++) uv_thread_join(&h->threads[i]);
-  job *lists[2] = {h->todo, h->done};
+  job *lists[2] = {h->queue, h->done};
   for (int k = 0; k < 2; k++)
     for (job *j = lists[k], *next; j; j = next) {
       next = j->next;
       sodium_memzero(j->pw, sizeof j->pw);
       ow_free(j);
     }
-  h->todo = h->done = NULL;
+  h->queue = h->done = NULL;
   uv_close((uv_handle_t *)&h->async, hashers_free_cb);
 }
 
