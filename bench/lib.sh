@@ -32,10 +32,9 @@ raise_nofile() {
 # Cheap password hashing for the benchmarks' thousands of accounts: each registration and login
 # costs one argon2id hash on the thread pool, which is not what these benchmarks measure.
 fast_pwhash=(--pwhash_ops 1 --pwhash_mem_kb 64)
-# Every simulated player comes from this machine: the per-address limits meant for the Internet
-# (connections, password checks, failed logins per address) are lifted by start_server.
-local_limits=(--max_conns_per_addr 0 --pwhash_per_addr 100000 --pwhash_queue 100000
-              --login_fails_addr 100000)
+# Every simulated player comes from this machine: start_server lifts the per-address limits meant
+# for the Internet (bench/local.conf).
+local_limits=(--config "$(dirname "${BASH_SOURCE[0]}")/local.conf")
 
 # Starts a server on a free port with the given extra settings (after --bind ADDR, if first);
 # sets pid and port. The data directory is fresh each time.

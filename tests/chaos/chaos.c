@@ -998,11 +998,9 @@ static void start_server(void) {
                         "1",
                         "--pwhash_mem_kb",
                         "64",
-                        /* every player is 127.0.0.1: no per-address limits on password checks */
-                        "--pwhash_per_addr",
-                        "100000",
-                        "--login_fails_addr",
-                        "100000",
+                        /* every player is 127.0.0.1: no per-address limits */
+                        "--config",
+                        ow_test_source_path("bench/local.conf"),
                         "--shutdown_notice_s",
                         "0",
                         "--idle_s",
