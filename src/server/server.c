@@ -822,6 +822,20 @@ static void on_pose(client *c, const ow_msg *m) {
   ow_zone_stream(s->zone, c->session, c->avatar, &xf);
 }
 
+/* An EVENT to every player in the world, encoded once. */
+static void broadcast_event(ow_server *s, uint8_t kind, uint64_t from, ow_str text) {
+  ow_msg e = {.type = OW_MSG_EVENT};
+  e.u.event.kind = kind;
+  e.u.event.from = from;
+  e.u.event.text = text;
+  ow_buf b;
+  ow_buf_init(&b);
+  ow_proto_encode(&b, &e);
+  for (size_t i = 0; i < s->clients.len; i++)
+    if (s->clients.v[i]->state == S_JOINED) send_raw(s->clients.v[i], b.data, b.len);
+  ow_buf_deinit(&b);
+}
+
 static void on_chat(client *c, const ow_msg *m) {
   ow_server *s = c->srv;
   if (c->state != S_JOINED) {
@@ -836,19 +850,7 @@ static void on_chat(client *c, const ow_msg *m) {
     rate_strike(c, 1);
     return;
   }
-  ow_msg e = {.type = OW_MSG_EVENT};
-  e.u.event.kind = OW_EVENT_CHAT;
-  e.u.event.from = c->account;
-  e.u.event.text = m->u.chat.text;
-  ow_buf *b = &s->out;
-  b->len = 0;
-  ow_proto_encode(b, &e);
-  ow_buf copy;
-  ow_buf_init(&copy);
-  ow_buf_put(&copy, b->data, b->len);
-  for (size_t i = 0; i < s->clients.len; i++)
-    if (s->clients.v[i]->state == S_JOINED) send_raw(s->clients.v[i], copy.data, copy.len);
-  ow_buf_deinit(&copy);
+  broadcast_event(s, OW_EVENT_CHAT, c->account, m->u.chat.text);
   send_ok(c, m->req);
 }
 
@@ -909,18 +911,7 @@ static void on_admin(client *c, const ow_msg *m) {
   case OW_ADMIN_KICK:
     if (t) kick(t, OW_BYE_KICKED, text[0] ? text : "removed by an admin");
     break;
-  case OW_ADMIN_ANNOUNCE: {
-    ow_msg e = {.type = OW_MSG_EVENT};
-    e.u.event.kind = OW_EVENT_SYSTEM;
-    e.u.event.text = m->u.admin.text;
-    ow_buf copy;
-    ow_buf_init(&copy);
-    ow_proto_encode(&copy, &e);
-    for (size_t i = 0; i < s->clients.len; i++)
-      if (s->clients.v[i]->state == S_JOINED) send_raw(s->clients.v[i], copy.data, copy.len);
-    ow_buf_deinit(&copy);
-    break;
-  }
+  case OW_ADMIN_ANNOUNCE: broadcast_event(s, OW_EVENT_SYSTEM, 0, m->u.admin.text); break;
   case OW_ADMIN_SET_ROLE:
     ow_auth_set_role(s->auth, s->zone, target, m->u.admin.role, &frame);
     if (t) t->role = role_of(s, acc);
