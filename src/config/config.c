@@ -20,7 +20,7 @@ typedef struct setting {
   kind kind;
   size_t off;
   const char *def;
-  double lo, hi;
+  double lo, hi; /* numbers: the range; strings: hi is the longest value in bytes */
   const char *const *choices; /* strings: allowed values, or NULL for any */
   const char *help;
   int empty_ok; /* strings: "" is a valid value */
@@ -29,76 +29,12 @@ typedef struct setting {
 static const char *const durability_choices[] = {"full", "nosync", NULL};
 static const char *const level_choices[] = {"debug", "info", "warn", "error", NULL};
 
-#define S(field, def, choices, help) {#field, T_STR, offsetof(ow_config, field), def, 0, 0, choices, help, 0}
-#define SE(field, def, help) {#field, T_STR, offsetof(ow_config, field), def, 0, 0, NULL, help, 1}
-#define N(field, def, lo, hi, help) {#field, T_NUM, offsetof(ow_config, field), def, lo, hi, NULL, help, 0}
-
-static const setting table[] = {
-    S(data_dir, "./data", NULL, "directory of the embedded LMDB store"),
-    S(content, OW_DEFAULT_CONTENT, NULL, "content file: entity types, recipes, seed world (JSON)"),
-    S(durability, "full", durability_choices,
-      "full: every confirmed frame is fsynced; nosync: a process crash loses nothing, but a power "
-      "loss or kernel crash can lose the frames of the last seconds"),
-    S(log_level, "info", level_choices, "debug, info, warn or error"),
-    N(tick_hz, "60", 1, 1000, "zone ticks per second; each tick commits the frame gathered so far"),
-    N(region_size, "256", 1, 100000, "edge of a region cell on the X/Z plane, metres"),
-    N(reach, "8", 0, 100000, "how far an avatar can act, metres (0: unlimited)"),
-    N(world_bound, "1000000", 1, 1e9, "largest |x|, |y|, |z| of any position, metres"),
-    N(checkpoint_s, "5", 0.1, 3600, "seconds between checkpoints of streamed transforms"),
-    N(replay_window, "64", 1, 65535, "action results remembered per session for exactly-once retries"),
-    N(frame_log_keep, "36000", 0, 1e12, "frames kept in the store's frame log (0: keep all)"),
-    N(store_map_mb, "1024", 16, 1 << 24, "initial LMDB map size in MiB (grows when full)"),
-    S(bind, "0.0.0.0", NULL, "address to listen on (127.0.0.1 for this machine only)"),
-    N(port, "7480", 0, 65535, "HTTP + WebSocket port (0: any free port, printed at start)"),
-    S(server_name, "otherworld", NULL, "name shown to clients in WELCOME"),
-    N(pose_hz, "30", 1, 240, "pose publish rate to each client"),
-    N(interest_radius, "128", 1, 100000, "area of interest around an avatar, metres"),
-    N(max_players, "100", 1, 100000, "players joined per instance"),
-    N(action_rate, "20", 0.1, 100000, "actions per second per session (token bucket)"),
-    N(action_burst, "40", 1, 100000, "action burst per session"),
-    N(pose_rate, "90", 1, 1000, "poses per second accepted per session (more are dropped)"),
-    N(down_kbps, "240", 8, 100000, "downstream budget per client, kbit/s: snapshots first, poses fill the rest"),
-    N(idle_s, "60", 1, 86400, "close connections that send nothing for this long"),
-    N(shutdown_notice_s, "5", 0, 3600, "warning given to players before a SIGTERM shutdown"),
-    N(max_message, "4096", 128, 1048576, "largest message a client may send, bytes"),
-    N(send_limit_kb, "1024", 16, 1048576, "queued bytes per client before it is dropped as too slow"),
-    N(token_ttl_s, "86400", 1, 31536000, "session token lifetime, seconds"),
-    N(max_sessions, "4", 1, 1000, "live session tokens per account; older ones are revoked"),
-    SE(admins, "", "comma-separated account names that always have the admin role (ADMIN "
-      "operations: kick, announce, set role, revoke; docs/protocol.md)"),
-    N(pwhash_ops, "2", 1, 20, "argon2id passes"),
-    N(pwhash_mem_kb, "19456", 64, 4194304, "argon2id memory, KiB"),
-    N(eager_commit, "1", 0, 1, "1: an action starts a commit at once when none is in flight (lower "
-      "durable latency, still one commit at a time); 0: commit only at ticks"),
-    /* Abuse limits (docs/protocol.md, "Limits"). */
-    N(max_conns, "20000", 0, 1e7, "TCP connections (HTTP and WebSocket) open at once; more are "
-      "closed at accept (0: no limit; always kept below the descriptor limit, ulimit -n)"),
-    N(max_conns_per_addr, "64", 0, 1e7, "TCP connections open at once per remote address (IPv6: "
-      "per /64); more are closed at accept (0: no limit)"),
-    N(handshake_timeout_s, "10", 1, 3600, "seconds a connection may take to send its HTTP request "
-      "or WebSocket handshake, however slowly it trickles the bytes"),
-    N(login_fails_account, "5", 1, 1e6, "failed logins to one account before it is locked (LOGIN "
-      "answers OW_E_RATE without checking the password); RESUME is not affected"),
-    N(login_fails_addr, "20", 1, 1e6,
-      "failed logins from one address before the address is locked"),
-    N(login_fail_window_s, "600", 1, 1e7, "an account or address without failures or lock for this "
-      "long starts again from zero"),
-    N(login_lock_s, "5", 0.01, 1e7, "first lock after too many failed logins; each further failure "
-      "doubles it"),
-    N(login_lock_max_s, "900", 0.01, 1e7, "longest lock after failed logins"),
-    N(pwhash_jobs, "0", 0, 256, "argon2id jobs (LOGIN, REGISTER) running at once, on threads of "
-      "their own at a lower priority (nice +10) than the world loop and the store write (0: half "
-      "the cores, 1 to 4)"),
-    N(pwhash_queue, "64", 0, 1e6, "argon2id jobs waiting for a thread; beyond, LOGIN and REGISTER "
-      "answer OW_E_RATE"),
-    N(pwhash_per_addr, "4", 1, 1e6, "argon2id jobs running or waiting per remote address; beyond, "
-      "OW_E_RATE"),
-    N(chat_rate, "2", 0.01, 100000, "chat messages per second per client (token bucket)"),
-    N(chat_burst, "10", 1, 100000, "chat burst per client"),
-    N(rate_kick, "500", 0, 1e9, "refusals for rate (actions, chat, logins; a dropped pose counts a "
-      "quarter) a client may pile up before SERVER_BYE RATE (0: never)"),
-    N(rate_kick_decay, "50", 0, 1e9, "refusals per second forgiven from that pile"),
-};
+#define STR(field, def, choices, empty_ok, maxlen, help) \
+  {#field, T_STR, offsetof(ow_config, field), def, 0, (double)(maxlen), choices, help, empty_ok},
+#define NUM(field, def, lo, hi, help) {#field, T_NUM, offsetof(ow_config, field), def, lo, hi, NULL, help, 0},
+static const setting table[] = {OW_SETTINGS(STR, NUM)};
+#undef STR
+#undef NUM
 #define NSETTINGS (sizeof table / sizeof table[0])
 
 static const setting *lookup(const char *name, size_t len) {
@@ -117,6 +53,11 @@ static int set(ow_config *c, const setting *s, const char *value, char *err, siz
         snprintf(err, errlen, "%s: '%s' is not one of the allowed values (see --help)", s->name, value);
         return OW_E_CONFIG;
       }
+    }
+    if (strlen(value) > (size_t)s->hi) {
+      snprintf(err, errlen, "%s: %zu bytes is longer than the %.0f bytes allowed", s->name,
+               strlen(value), s->hi);
+      return OW_E_CONFIG;
     }
     if (!*value && !s->empty_ok) {
       snprintf(err, errlen, "%s: must not be empty", s->name);

@@ -62,6 +62,12 @@ rc=0; "$bin" --data_dir "$dir/data" --content "$dir/bad.json" 2>"$dir/log" || rc
 printf 'tick_hz = 60\ncolour = red\n' >"$dir/bad.conf"
 rc=0; "$bin" --data_dir "$dir/data" --config "$dir/bad.conf" 2>"$dir/log" || rc=$?
 [ "$rc" -eq 2 ] && grep -q "bad.conf:2: unknown setting 'colour'" "$dir/log" || fail "bad config file: rc=$rc"
+# server_name travels in WELCOME as a string of at most 255 bytes: a longer one is refused at start
+# (it used to pass and abort the server at the first HELLO).
+long="$(printf 'n%.0s' $(seq 256))"
+rc=0; timeout 10 "$bin" --data_dir "$dir/data" --server_name "$long" 2>"$dir/log" || rc=$?
+[ "$rc" -eq 2 ] && grep -q "server_name: 256 bytes is longer than the 255 bytes allowed" "$dir/log" \
+  || fail "256-byte server_name: rc=$rc"
 [ "$before" = "$(md5sum "$dir/data/data.mdb")" ] || fail "a refused start changed the store"
 "$bin" --help >"$dir/help" || fail "--help did not exit 0"
 grep -q "OW_DATA_DIR" "$dir/help" || fail "--help does not list the settings"

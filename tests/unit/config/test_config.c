@@ -99,12 +99,32 @@ static void test_help_lists_every_setting(void **state) {
   free(buf);
 }
 
+/* Settings that reach the wire are checked against their field at start: server_name is a string
+ * of at most 255 bytes in WELCOME (a 256-byte name used to abort the server at the first HELLO). */
+static void test_string_lengths(void **state) {
+  (void)state;
+  ow_config c;
+  ow_config_init(&c);
+  char err[256];
+  char name[257];
+  memset(name, 'n', 256);
+  name[256] = 0;
+  assert_int_equal(ow_config_set(&c, "server_name", name, err, sizeof err), OW_E_CONFIG);
+  assert_non_null(strstr(err, "server_name: 256 bytes is longer than the 255 bytes allowed"));
+  assert_string_equal(c.server_name, "otherworld"); /* a refused value changes nothing */
+  name[255] = 0;
+  assert_int_equal(ow_config_set(&c, "server_name", name, err, sizeof err), 0);
+  assert_int_equal(strlen(c.server_name), 255);
+  ow_config_deinit(&c);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_defaults),
       cmocka_unit_test(test_file),
       cmocka_unit_test(test_precedence),
       cmocka_unit_test(test_help_lists_every_setting),
+      cmocka_unit_test(test_string_lengths),
   };
   return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }
