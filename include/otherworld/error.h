@@ -52,7 +52,9 @@
   X(BAD_NAME, -1041, "name or password has an invalid length or characters")             \
   X(TEXT_TOO_LONG, -1042, "text too long")                                                 \
   X(SHUTTING_DOWN, -1043, "server is shutting down")                                     \
-  X(NOT_ADMIN, -1044, "operation requires the admin role")
+  X(NOT_ADMIN, -1044, "operation requires the admin role")                                 \
+  X(CONFLICT, -1045, "stored value is not the expected one; nothing was written")          \
+  X(RETRY, -1046, "transient store failure; nothing was written, the write may be retried")
 
 enum {
 #define OW_ERROR_ENUM(name, num, msg) OW_E_##name = (num),

@@ -211,13 +211,7 @@ void ow_buf_f64(ow_buf *b, double v) {
   memcpy(&u, &v, 8);
   le64(room(b, 8), u);
 }
-void ow_buf_be32(ow_buf *b, uint32_t v) {
-  uint8_t *p = room(b, 4);
-  p[0] = (uint8_t)(v >> 24);
-  p[1] = (uint8_t)(v >> 16);
-  p[2] = (uint8_t)(v >> 8);
-  p[3] = (uint8_t)v;
-}
+void ow_buf_be32(ow_buf *b, uint32_t v) { ow_be32_write(room(b, 4), v); }
 void ow_buf_be64(ow_buf *b, uint64_t v) { ow_be64_write(room(b, 8), v); }
 void ow_buf_str16(ow_buf *b, const char *s, size_t n) {
   OW_ASSERT(n <= 0xffff);
@@ -266,8 +260,7 @@ double ow_rd_f64(ow_reader *r) {
 }
 uint32_t ow_rd_be32(ow_reader *r) {
   const uint8_t *p = take(r, 4);
-  if (!p) return 0;
-  return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+  return p ? ow_be32_read(p) : 0;
 }
 uint64_t ow_rd_be64(ow_reader *r) {
   const uint8_t *p = take(r, 8);

@@ -123,6 +123,15 @@ const char *ow_rd_str16(ow_reader *r, size_t *len);
  * and the only text the world stores. */
 bool ow_utf8_ok(const void *s, size_t n);
 
+static inline void ow_be32_write(uint8_t *p, uint32_t v) {
+  for (int i = 3; i >= 0; i--) {
+    p[i] = (uint8_t)v;
+    v >>= 8;
+  }
+}
+static inline uint32_t ow_be32_read(const uint8_t *p) {
+  return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
 static inline void ow_be64_write(uint8_t *p, uint64_t v) {
   for (int i = 7; i >= 0; i--) {
     p[i] = (uint8_t)v;

@@ -1,7 +1,9 @@
 /*
- * store: the embedded durable store, LMDB underneath. It holds one ordered keyspace laid out as
- * FoundationDB's would be (docs/storage.md) and applies a batch of puts and deletes as one ACID
- * write transaction. It never includes world or zone headers: it stores bytes under keys.
+ * store: the durable ordered keyspace, laid out as FoundationDB's would be (docs/storage.md),
+ * behind a method table so that the zone never knows which engine runs: LMDB (store/lmdb.c) is the
+ * embedded default, a fault-injecting wrapper (store/fault.h) stands in for tests, and a SQL store
+ * can follow. A batch of puts and deletes is applied as one ACID transaction; the module never
+ * includes world or zone headers: it stores bytes under keys.
  */
 #ifndef OW_STORE_H
 #define OW_STORE_H
@@ -20,9 +22,16 @@ typedef struct ow_store_options {
                         (a process crash still loses nothing) */
 } ow_store_options;
 
-/* Opens (creating if needed) the store. The caller owns *out. */
+/* Opens (creating if needed) the LMDB store in opt->path. The caller owns *out. */
 int ow_store_open(ow_store **out, const ow_store_options *opt);
+/* Opens the store a URI names: "lmdb:DIR" (opt->path is ignored). An unknown scheme returns
+ * OW_E_INVAL with a message naming it in err (may be NULL); other failures as ow_store_open. */
+int ow_store_open_uri(ow_store **out, const char *uri, const ow_store_options *opt, char *err,
+                      size_t errlen);
+/* Closes the store (NULL is ignored). */
 void ow_store_close(ow_store *s);
+/* The scheme of the implementation behind s ("lmdb"), for logs and /status. */
+const char *ow_store_scheme(const ow_store *s);
 
 /* A batch of operations, applied in order by ow_store_write(). Encoded in one flat buffer:
  * [u8 op][u32 klen][key][u32 vlen][value] (value only for puts). */
@@ -54,6 +63,26 @@ int ow_batch_each(const ow_batch *b, ow_batch_fn fn, void *ud);
  * the store is closed and opened again, which re-reads what is really on disk. Only OW_E_CORRUPT
  * (a malformed batch, refused before anything is written) is not sticky. */
 int ow_store_write(ow_store *s, const ow_batch *b);
+
+/* A condition on one key, checked inside the write's own transaction: the key must hold exactly
+ * `expect` (el bytes), or be absent when expect is NULL. For fencing (a region lease's epoch). */
+typedef struct ow_store_cond {
+  const void *key;
+  size_t kl;
+  const void *expect; /* NULL: the key must be absent */
+  size_t el;
+} ow_store_cond;
+/* As ow_store_write, but only if cond holds; otherwise OW_E_CONFLICT and nothing is written.
+ * OW_E_CONFLICT is not sticky: the store stays usable. */
+int ow_store_write_if(ow_store *s, const ow_batch *b, const ow_store_cond *cond);
+
+/* Errors of a write fall in two classes. Retryable (OW_E_RETRY: a serialization conflict or a
+ * dropped connection of a networked store): nothing was written and the same batch may be written
+ * again. Fatal (-EIO, -ENOSPC, OW_E_STORE, and anything else but the two below): sticky as
+ * described above; the process must restart and re-read the store. Neither class: OW_E_CORRUPT (a
+ * malformed batch) and OW_E_CONFLICT (a condition that does not hold), which leave the store usable
+ * but will fail the same way again. */
+bool ow_store_error_retryable(int rc);
 
 /* Reads one value into out (replacing its contents). OW_E_NOT_FOUND if absent. */
 int ow_store_get(ow_store *s, const void *k, size_t kl, ow_buf *out);
@@ -89,7 +118,8 @@ void ow_key_entity(uint8_t out[OW_KEY_ENTITY_LEN], int32_t x, int32_t z, uint64_
 bool ow_key_parse_entity(const uint8_t *k, size_t kl, int32_t *x, int32_t *z, uint64_t *id);
 /* Writes the 9-byte key of prefix tag + big-endian id (frames, sessions, players). */
 void ow_key_id(uint8_t out[OW_KEY_ID_LEN], uint8_t tag, uint64_t id);
-/* Writes the 8-byte region prefix 'R' x z (without the 'E'); 9 bytes with the 'E'. */
+/* Writes the region prefix: 'R' be32(x) be32(z) is 9 bytes, and out[9] = 'E' makes the 10-byte
+ * prefix of the region's entity keys. */
 void ow_key_region_prefix(uint8_t out[10], int32_t x, int32_t z);
 
 #endif

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <sys/random.h>
+#include <time.h>
 
 #include "otherworld/protocol.h"
 
@@ -32,6 +33,7 @@ struct ow_zone_commit {
   ow_batch batch;
   uint64_t frame;
   uint64_t sealed_ns;
+  uint32_t retries; /* writes retried after a retryable store error (ow_zone_commit_run) */
   OW_VEC(ow_applied) actions;
   OW_VEC(ow_id) changed;
   ow_buf scratch;
@@ -234,6 +236,7 @@ int ow_zone_commit_begin(ow_zone *z, bool checkpoint, ow_zone_commit **out) {
   }
   if (!ow_zone_commit_wanted(z, checkpoint)) return 0;
   c->sealed_ns = ow_now_ns();
+  c->retries = 0;
   seal_ctx x = {z, c};
   ow_change_sink sink = {sink_put, sink_del, &x};
   ow_world_drain(z->world, checkpoint, &sink);
@@ -309,7 +312,25 @@ int ow_zone_commit_begin(ow_zone *z, bool checkpoint, ow_zone_commit **out) {
   return 0;
 }
 
-int ow_zone_commit_run(ow_zone_commit *c) { return ow_store_write(c->store, &c->batch); }
+/* Writes of a retryable failure (a networked store's serialization conflict or dropped connection)
+ * wrote nothing, so the same batch is written again after a pause that doubles from 1 ms; this runs
+ * on a worker thread, so a pause delays only this frame's confirmation. After the last attempt the
+ * error is reported like any other and becomes the zone's sticky error. */
+enum { COMMIT_ATTEMPTS = 8 };
+
+int ow_zone_commit_run(ow_zone_commit *c) {
+  int rc = 0;
+  for (int attempt = 0; attempt < COMMIT_ATTEMPTS; attempt++) {
+    if (attempt) {
+      struct timespec ts = {0, 1000000L << (attempt - 1)};
+      nanosleep(&ts, NULL);
+    }
+    rc = ow_store_write(c->store, &c->batch);
+    if (!ow_store_error_retryable(rc)) break;
+    c->retries++;
+  }
+  return rc;
+}
 
 void ow_zone_commit_end(ow_zone *z, ow_zone_commit *c, int rc) {
   OW_ASSERT(c == z->inflight);
@@ -324,6 +345,9 @@ void ow_zone_commit_end(ow_zone *z, ow_zone_commit *c, int rc) {
   } else {
     z->durable_frame = c->frame;
   }
+  if (c->retries)
+    OW_WARN("commit_retried", "frame=%llu retries=%u status=%s", (unsigned long long)c->frame,
+            c->retries, ow_err_name(rc));
   if (z->on_durable) {
     ow_frame_info fi = {.frame = c->frame,
                         .status = rc,

@@ -1,13 +1,16 @@
 /* store: batches are atomic and ordered, scans follow key order (FDB-style tuple ordering of
  * region cells), the map grows when full, and the store survives reopening. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
+#include "store/fault.h"
 #include "support.h"
 
 static int collect(void *ud, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl) {
@@ -141,12 +144,154 @@ static void test_keys(void **state) {
   assert_false(ow_key_parse_entity(k, sizeof k, &x, &z, &id));
 }
 
+static int get_str(ow_store *s, const char *k, char *out, size_t cap) {
+  ow_buf v;
+  ow_buf_init(&v);
+  int rc = ow_store_get(s, k, strlen(k), &v);
+  if (!rc) {
+    assert_true(v.len < cap);
+    memcpy(out, v.data, v.len);
+    out[v.len] = 0;
+  }
+  ow_buf_deinit(&v);
+  return rc;
+}
+
+/* The conditional write: the batch lands only when the key holds the expected value (or is
+ * absent when none is expected); a mismatch is OW_E_CONFLICT, writes nothing and is not sticky. */
+static void test_conditional_write(void **state) {
+  (void)state;
+  char *dir = ow_test_mkdtemp("store-cas");
+  ow_store *s = ow_test_store(dir);
+  ow_batch b;
+  ow_batch_init(&b);
+  char got[32];
+  /* Absent expected, absent found: written. */
+  ow_batch_put(&b, "Mepoch", 6, "1", 1);
+  ow_batch_put(&b, "x", 1, "a", 1);
+  ow_store_cond absent = {"Mepoch", 6, NULL, 0};
+  assert_int_equal(ow_store_write_if(s, &b, &absent), 0);
+  /* Absent expected, present found: conflict, nothing of the batch lands. */
+  ow_batch_reset(&b);
+  ow_batch_put(&b, "x", 1, "b", 1);
+  assert_int_equal(ow_store_write_if(s, &b, &absent), OW_E_CONFLICT);
+  assert_int_equal(get_str(s, "x", got, sizeof got), 0);
+  assert_string_equal(got, "a");
+  /* Wrong value, and a value that is a prefix of the stored one: conflict. */
+  ow_store_cond wrong = {"Mepoch", 6, "2", 1}, longer = {"Mepoch", 6, "12", 2};
+  assert_int_equal(ow_store_write_if(s, &b, &wrong), OW_E_CONFLICT);
+  assert_int_equal(ow_store_write_if(s, &b, &longer), OW_E_CONFLICT);
+  assert_int_equal(get_str(s, "x", got, sizeof got), 0);
+  assert_string_equal(got, "a");
+  /* The right value: written, and the store was never made unusable by the conflicts. */
+  ow_batch_put(&b, "Mepoch", 6, "2", 1);
+  ow_store_cond right = {"Mepoch", 6, "1", 1};
+  assert_int_equal(ow_store_write_if(s, &b, &right), 0);
+  assert_int_equal(get_str(s, "x", got, sizeof got), 0);
+  assert_string_equal(got, "b");
+  assert_int_equal(get_str(s, "Mepoch", got, sizeof got), 0);
+  assert_string_equal(got, "2");
+  /* The old epoch no longer fences in. */
+  assert_int_equal(ow_store_write_if(s, &b, &right), OW_E_CONFLICT);
+  assert_int_equal(ow_store_write(s, &b), 0);
+  ow_batch_deinit(&b);
+  ow_store_close(s);
+  ow_test_rmdir(dir);
+}
+
+static void test_open_uri(void **state) {
+  (void)state;
+  char *dir = ow_test_mkdtemp("store-uri");
+  char uri[512], err[256];
+  snprintf(uri, sizeof uri, "lmdb:%s/w", dir);
+  ow_store_options o = {.map_size = 1 << 24};
+  ow_store *s;
+  assert_int_equal(ow_store_open_uri(&s, uri, &o, err, sizeof err), 0);
+  assert_string_equal(ow_store_scheme(s), "lmdb");
+  ow_batch b;
+  ow_batch_init(&b);
+  ow_batch_put(&b, "k", 1, "v", 1);
+  assert_int_equal(ow_store_write(s, &b), 0);
+  ow_batch_deinit(&b);
+  ow_store_close(s);
+  /* The same directory opened the old way sees the write. */
+  snprintf(uri, sizeof uri, "%s/w", dir);
+  o.path = uri;
+  assert_int_equal(ow_store_open(&s, &o), 0);
+  char got[8];
+  assert_int_equal(get_str(s, "k", got, sizeof got), 0);
+  ow_store_close(s);
+  /* Unknown schemes and no scheme are refused, naming what was asked for. */
+  assert_int_equal(ow_store_open_uri(&s, "foundationdb:/etc/fdb.cluster", &o, err, sizeof err),
+                   OW_E_INVAL);
+  assert_null(s);
+  assert_non_null(strstr(err, "unknown scheme 'foundationdb'"));
+  assert_int_equal(ow_store_open_uri(&s, "/just/a/path", &o, err, sizeof err), OW_E_INVAL);
+  assert_int_equal(ow_store_open_uri(&s, "lmdb:", &o, err, sizeof err), OW_E_INVAL);
+  assert_false(ow_store_error_retryable(-EIO));
+  assert_false(ow_store_error_retryable(OW_E_CONFLICT));
+  assert_true(ow_store_error_retryable(OW_E_RETRY));
+  ow_test_rmdir(dir);
+}
+
+/* The fault wrapper fails exactly the call its rule names, counts every call, and a failed write
+ * reaches nothing unless the rule says the batch lands first. */
+static void test_fault_wrapper(void **state) {
+  (void)state;
+  char *dir = ow_test_mkdtemp("store-fault");
+  ow_store *f;
+  assert_int_equal(ow_store_fault_wrap(&f, ow_test_store(dir)), 0);
+  assert_string_equal(ow_store_scheme(f), "fault");
+  ow_fault_rule second = {.nth = 2, .err = -EIO};
+  ow_store_fault_set(f, OW_FAULT_WRITE, &second);
+  ow_batch b;
+  ow_batch_init(&b);
+  char got[8];
+  ow_batch_put(&b, "a", 1, "1", 1);
+  assert_int_equal(ow_store_write(f, &b), 0);
+  ow_batch_reset(&b);
+  ow_batch_put(&b, "b", 1, "2", 1);
+  ow_batch_put(&b, "c", 1, "3", 1);
+  assert_int_equal(ow_store_write(f, &b), -EIO);
+  assert_int_equal(get_str(f, "b", got, sizeof got), OW_E_NOT_FOUND);
+  assert_int_equal(get_str(f, "c", got, sizeof got), OW_E_NOT_FOUND);
+  assert_int_equal(ow_store_write(f, &b), 0); /* only the 2nd failed */
+  assert_int_equal(get_str(f, "c", got, sizeof got), 0);
+  assert_int_equal(ow_store_fault_calls(f, OW_FAULT_WRITE), 3);
+  /* From the 4th write on, every one fails; "after" lands the batch, then reports the error. */
+  ow_fault_rule onward = {.nth = 4, .onward = true, .after = true, .err = OW_E_RETRY};
+  ow_store_fault_set(f, OW_FAULT_WRITE, &onward);
+  ow_batch_reset(&b);
+  ow_batch_put(&b, "d", 1, "4", 1);
+  assert_int_equal(ow_store_write(f, &b), OW_E_RETRY);
+  assert_int_equal(ow_store_write(f, &b), OW_E_RETRY);
+  assert_int_equal(get_str(ow_store_fault_inner(f), "d", got, sizeof got), 0);
+  /* Gets and scans. */
+  ow_fault_rule get1 = {.nth = 4, .err = -EIO};
+  ow_store_fault_set(f, OW_FAULT_GET, &get1);
+  assert_int_equal(ow_store_fault_calls(f, OW_FAULT_GET), 3);
+  assert_int_equal(get_str(f, "a", got, sizeof got), -EIO);
+  assert_int_equal(get_str(f, "a", got, sizeof got), 0);
+  ow_fault_rule scan1 = {.nth = 1, .err = -ENOSPC};
+  ow_store_fault_set(f, OW_FAULT_SCAN, &scan1);
+  ow_buf keys;
+  ow_buf_init(&keys);
+  assert_int_equal(ow_store_scan(f, "", 0, NULL, &keys), -ENOSPC);
+  ow_buf_deinit(&keys);
+  ow_batch_deinit(&b);
+  ow_store_close(f); /* closes the wrapped store too (ASan's leak check) */
+  ow_test_rmdir(dir);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_batches_and_order),
       cmocka_unit_test(test_map_grows),
       cmocka_unit_test(test_open_errors),
       cmocka_unit_test(test_keys),
+      cmocka_unit_test(test_conditional_write),
+      cmocka_unit_test(test_open_uri),
+      cmocka_unit_test(test_fault_wrapper),
   };
   return cmocka_run_group_tests_name("store", tests, NULL, NULL);
 }
