@@ -93,16 +93,21 @@ int main(int argc, char **argv) {
   if (nosync)
     OW_WARN("durability", "mode=nosync hint=\"a power loss or kernel crash can lose the last "
             "confirmed frames; a process crash loses nothing\"");
-  ow_store_options so = {.path = cfg.data_dir,
-                         .map_size = (uint64_t)cfg.store_map_mb << 20,
-                         .nosync = nosync};
+  ow_store_options so = {.map_size = (uint64_t)cfg.store_map_mb << 20, .nosync = nosync};
+  char *uri = *cfg.store ? ow_strdup(cfg.store) : NULL;
+  if (!uri) {
+    size_t n = strlen(cfg.data_dir) + 6;
+    uri = ow_malloc(n);
+    snprintf(uri, n, "lmdb:%s", cfg.data_dir);
+  }
   ow_store *store;
-  int rc = ow_store_open(&store, &so);
+  int rc = ow_store_open_uri(&store, uri, &so, err, sizeof err);
   if (rc) {
-    fprintf(stderr, "otherworld: cannot open store %s: %s\n", cfg.data_dir, ow_strerror(rc));
+    fprintf(stderr, "otherworld: %s\n", err);
+    ow_free(uri);
     ow_content_destroy(content);
     ow_config_deinit(&cfg);
-    return 1;
+    return rc == OW_E_INVAL ? 2 : 1;
   }
 
   app a;
@@ -116,12 +121,12 @@ int main(int argc, char **argv) {
                        .frame_log_keep = (uint64_t)cfg.frame_log_keep};
   rc = ow_zone_open(&a.zone, &zc, content, store, on_durable, &a);
   if (rc) {
-    fprintf(stderr, "otherworld: recovery from %s failed: %s\n", cfg.data_dir, ow_strerror(rc));
+    fprintf(stderr, "otherworld: recovery from %s failed: %s\n", uri, ow_strerror(rc));
     goto out;
   }
   const ow_zone_load_stats *ls = ow_zone_load_info(a.zone);
   OW_INFO("recovered", "store=%s seeded=%d entities=%llu sessions=%llu seconds=%.3f "
-          "bytes_per_entity=%.1f frame=%llu", cfg.data_dir, ls->seeded,
+          "bytes_per_entity=%.1f frame=%llu", uri, ls->seeded,
           (unsigned long long)ls->entities, (unsigned long long)ls->sessions, ls->seconds,
           ls->bytes_per_entity, (unsigned long long)ow_zone_durable_frame(a.zone));
   ow_auth_config ac = {.pwhash_ops = (uint64_t)cfg.pwhash_ops,
@@ -197,6 +202,7 @@ out:
   ow_zone_close(a.zone);
   ow_store_close(store);
   ow_content_destroy(content);
+  ow_free(uri);
   ow_config_deinit(&cfg);
   return exit_code;
 }

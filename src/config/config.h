@@ -18,6 +18,8 @@
  * defined in config.c. */
 #define OW_SETTINGS(STR, NUM) \
     STR(data_dir, "./data", NULL, 0, 4096, "directory of the embedded LMDB store") \
+    STR(store, "", NULL, 1, 4096, "where the world is kept, as a URI: lmdb:DIR (empty: lmdb: " \
+      "followed by data_dir)") \
     STR(content, OW_DEFAULT_CONTENT, NULL, 0, 4096, "content file: entity types, recipes, seed world (JSON)") \
     STR(durability, "full", durability_choices, 0, 4096, \
       "full: every confirmed frame is fsynced; nosync: a process crash loses nothing, but a power " \

@@ -540,7 +540,7 @@ static void run_case(const char *bin, const char *shim) {
   armed = 0;
   start(bin, NULL, "60");
   char rec[PATH_MAX + 64];
-  snprintf(rec, sizeof rec, "event=recovered store=%s/data seeded=0", dir);
+  snprintf(rec, sizeof rec, "event=recovered store=lmdb:%s/data seeded=0", dir);
   if (count_lines(logpath, rec, line, sizeof line) != 1) die("no recovery line");
   char *fr = strstr(line, " frame=");
   if (!fr || strtoull(fr + 7, NULL, 10) != d0)

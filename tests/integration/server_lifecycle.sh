@@ -49,6 +49,11 @@ start --tick_hz=30
 grep -q "event=recovered .*seeded=0 entities=41 .*bytes_per_entity=" "$dir/log" || fail "restart did not recover 41 entities"
 grep -q "seconds=" "$dir/log" || fail "recovery time not printed"
 stop INT
+# The same store named by its URI (the store setting wins over data_dir).
+start --store "lmdb:$dir/data" --data_dir "$dir/unused"
+grep -q "event=recovered store=lmdb:$dir/data seeded=0 entities=41" "$dir/log" || fail "--store lmdb:DIR"
+[ ! -e "$dir/unused" ] || fail "data_dir was opened although store names another directory"
+stop TERM
 
 # Bad settings and bad content: exit 2, a message naming the problem, the store untouched.
 before="$(md5sum "$dir/data/data.mdb")"
@@ -62,6 +67,9 @@ rc=0; "$bin" --data_dir "$dir/data" --content "$dir/bad.json" 2>"$dir/log" || rc
 printf 'tick_hz = 60\ncolour = red\n' >"$dir/bad.conf"
 rc=0; "$bin" --data_dir "$dir/data" --config "$dir/bad.conf" 2>"$dir/log" || rc=$?
 [ "$rc" -eq 2 ] && grep -q "bad.conf:2: unknown setting 'colour'" "$dir/log" || fail "bad config file: rc=$rc"
+# The store is named by a URI; an unknown scheme is refused before anything is opened.
+rc=0; timeout 10 "$bin" --store "foundationdb:/etc/fdb.cluster" 2>"$dir/log" || rc=$?
+[ "$rc" -eq 2 ] && grep -q "unknown scheme 'foundationdb'" "$dir/log" || fail "unknown store scheme: rc=$rc"
 # server_name travels in WELCOME as a string of at most 255 bytes: a longer one is refused at start
 # (it used to pass and abort the server at the first HELLO).
 long="$(printf 'n%.0s' $(seq 256))"
