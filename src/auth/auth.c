@@ -264,15 +264,9 @@ int ow_auth_add(ow_auth *a, ow_zone *z, const char *name, size_t n, const char *
   size_t hl = strlen(hash);
   if (hl == 0 || hl >= crypto_pwhash_STRBYTES || hl > 255) return OW_E_INVAL;
   acct *x = add_mem(a, a->next_id, name, n, role, hash);
-  put_account(z, &x->pub);
-  ow_buf v;
-  ow_buf_init(&v);
-  ow_buf_u8(&v, OW_KEY_NAME);
-  ow_buf_put(&v, name, n);
-  uint8_t id[8];
-  ow_be64_write(id, x->pub.id);
-  uint64_t f = ow_zone_put(z, v.data, v.len, id, sizeof id);
-  ow_buf_deinit(&v);
+  /* The account record holds the name: the name index is rebuilt in memory from those records at
+   * start, so no separate name key is written (stores before 2026-12 hold 'N' keys; never read). */
+  uint64_t f = put_account(z, &x->pub);
   if (out) *out = &x->pub;
   if (frame) *frame = f;
   return 0;

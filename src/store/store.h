@@ -106,7 +106,6 @@ enum {
   OW_KEY_RESULT = 'Q',  /* 'Q' be64(session) be64(seq)       -> remembered action result */
   OW_KEY_PLAYER = 'P',  /* 'P' be64(account)                 -> player record */
   OW_KEY_ACCOUNT = 'A', /* 'A' be64(account)                 -> account record */
-  OW_KEY_NAME = 'N',    /* 'N' name bytes                    -> be64(account) */
   OW_KEY_TOKEN = 'T',   /* 'T' blake2b-256(token)            -> token record */
 };
 #define OW_KEY_ENTITY_LEN 18
