@@ -1,4 +1,5 @@
-/* net: libwebsockets server on a foreign libuv loop. See net.h. */
+/* net: libwebsockets server on a foreign libuv loop: the WebSocket transport (an ow_conn
+ * implementation) and the HTTP router. See net.h and net/conn.h. */
 #include "net/net.h"
 
 #include <arpa/inet.h>
@@ -29,22 +30,45 @@ typedef struct out_msg {
 } out_msg;
 
 
-struct ow_conn {
+/* A WebSocket connection: the transport interface's head, then what lws needs. */
+typedef struct ws_conn {
+  ow_conn base; /* first: the server sees an ow_conn */
   ow_net *net;
   struct lws *wsi;
-  void *user;
   ow_buf rx;
   bool rx_oversize;
   out_msg *head, *tail;
   out_msg **tail_link; /* the pointer to tail: &head, or the next of the message before it */
   size_t queued;
-  bool closing;
   bool close_now;
   bool lingering; /* everything is written and the write side shut: waiting for the peer */
   size_t linger_rx;
-  uint64_t rx_bytes, tx_bytes;
-  uint64_t addr; /* ow_conn_addr() */
+} ws_conn;
+
+typedef struct route {
+  ow_http_route r;
+  char *path;
+  size_t len;
+} route;
+
+struct ow_http_req {
+  ow_net *net;
+  struct lws *wsi;
+  const route *rt;
+  unsigned method;
+  char *path, *query, *auth, *ctype;
+  uint64_t clen, got;
+  uint64_t addr;
   char peer[64];
+  void *user;
+  bool ended;    /* on_end was called (or the request was refused) */
+  bool replied;  /* ow_http_reply was called: status, type, out hold the answer */
+  bool headers_sent;
+  int status;
+  const char *type; /* static or owned by out_type */
+  char *out_type;
+  char allow[48]; /* a 405's Allow header: at most "GET, POST, PUT, DELETE" */
+  ow_buf out;
 };
 
 struct ow_net {
@@ -61,16 +85,19 @@ struct ow_net {
   uint64_t refused_logged_ns;
   ow_buf status; /* the last /status body */
   uint64_t status_ns;
+  OW_VEC(route) routes;
 };
 
 /* Per-connection data lws allocates for us: a pointer to our own connection object, so that the
- * server can keep referring to it until on_close. HTTP requests use the body buffer. */
+ * server can keep referring to it until on_close, or to the HTTP request being answered. */
 typedef struct pss {
-  ow_conn *conn;
-  ow_buf *http_body;
+  ws_conn *conn;
+  ow_http_req *req;
 } pss;
 
-static void free_queue(ow_conn *c) {
+static const ow_conn_ops ws_ops;
+
+static void free_queue(ws_conn *c) {
   for (out_msg *m = c->head, *next; m; m = next) {
     next = m->next;
     ow_free(m);
@@ -163,36 +190,234 @@ static void count_closed(ow_net *n, struct lws *wsi) {
   n->stats.tcp_open--;
 }
 
-static int http_reply(struct lws *wsi, pss *p, ow_net *n) {
-  char uri[128] = "";
-  lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_GET_URI);
-  p->http_body = ow_calloc(1, sizeof(ow_buf));
-  int status = HTTP_STATUS_OK;
-  const char *type = "application/json";
-  if (!strcmp(uri, "/status") && n->h.status) {
-    uint64_t now = ow_now_ns();
-    if (!n->status_ns || now - n->status_ns >= STATUS_REUSE_NS) {
-      n->status.len = 0;
-      n->h.status(n->h.ud, &n->status);
-      n->status_ns = now;
-    }
-    ow_buf_put(p->http_body, n->status.data, n->status.len);
-  } else if (!strcmp(uri, "/")) {
-    type = "text/plain";
-    const char *t = "otherworld: WebSocket protocol on /ws (docs/protocol.md), status on /status\n";
-    ow_buf_put(p->http_body, t, strlen(t));
-  } else {
-    status = HTTP_STATUS_NOT_FOUND;
-    type = "text/plain";
-    ow_buf_put(p->http_body, "not found\n", 10);
-  }
-  uint8_t hdr[LWS_PRE + 512], *start = hdr + LWS_PRE, *pos = start, *end = hdr + sizeof hdr - 1;
-  if (lws_add_http_common_headers(wsi, (unsigned)status, type, p->http_body->len, &pos, end) ||
-      lws_finalize_write_http_header(wsi, start, &pos, end))
-    return 1;
-  lws_callback_on_writable(wsi);
+/* ---- HTTP router --------------------------------------------------------------------------- */
+
+/* A header's whole value, allocated to its length ("" when absent): no buffer that truncates. */
+static char *hdr_dup(struct lws *wsi, enum lws_token_indexes t) {
+  int len = lws_hdr_total_length(wsi, t);
+  char *v = ow_malloc((size_t)(len > 0 ? len : 0) + 1);
+  v[0] = 0;
+  if (len > 0 && lws_hdr_copy(wsi, v, len + 1, t) < 0) v[0] = 0;
+  return v;
+}
+
+static unsigned method_of(struct lws *wsi) {
+  static const struct {
+    enum lws_token_indexes t;
+    unsigned m;
+  } methods[] = {{WSI_TOKEN_GET_URI, OW_HTTP_GET},
+                 {WSI_TOKEN_POST_URI, OW_HTTP_POST},
+                 {WSI_TOKEN_PUT_URI, OW_HTTP_PUT},
+                 {WSI_TOKEN_DELETE_URI, OW_HTTP_DELETE}};
+  for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
+    if (lws_hdr_total_length(wsi, methods[i].t) > 0) return methods[i].m;
   return 0;
 }
+
+static void allow_list(unsigned m, char *out, size_t cap) {
+  static const char *const names[] = {"GET", "POST", "PUT", "DELETE"};
+  out[0] = 0;
+  for (unsigned i = 0; i < 4; i++)
+    if (m & (1u << i)) snprintf(out + strlen(out), cap - strlen(out), "%s%s", *out ? ", " : "", names[i]);
+}
+
+static const route *find_route(const ow_net *n, const char *path) {
+  const route *best = NULL;
+  for (size_t i = 0; i < n->routes.len; i++) {
+    const route *rt = &n->routes.v[i];
+    if (!rt->r.prefix) {
+      if (!strcmp(path, rt->path)) return rt;
+    } else if (!strncmp(path, rt->path, rt->len) && (!best || rt->len > best->len)) {
+      best = rt;
+    }
+  }
+  return best;
+}
+
+int ow_net_route(ow_net *n, const ow_http_route *r) {
+  if (!r->path || !*r->path || !r->methods || !r->on_end) return OW_E_INVAL;
+  route rt = {.r = *r, .path = ow_strdup(r->path), .len = strlen(r->path)};
+  rt.r.path = rt.path;
+  OW_VEC_PUSH(n->routes, rt);
+  return 0;
+}
+
+static void req_free(ow_http_req *r) {
+  ow_free(r->path);
+  ow_free(r->query);
+  ow_free(r->auth);
+  ow_free(r->ctype);
+  ow_free(r->out_type);
+  ow_buf_deinit(&r->out);
+  ow_free(r);
+}
+
+void ow_http_reply(ow_http_req *r, int status, const char *type, const void *body, size_t n) {
+  OW_ASSERT(!r->replied);
+  r->replied = true;
+  r->status = status;
+  r->out_type = ow_strdup(type ? type : "text/plain");
+  r->out.len = 0;
+  if (n) ow_buf_put(&r->out, body, n);
+  lws_callback_on_writable(r->wsi);
+}
+
+/* Answers a request the route never sees the rest of, with a one-line reason. */
+static void refuse(ow_http_req *r, int status, const char *why) {
+  r->ended = true;
+  char text[128];
+  int tl = snprintf(text, sizeof text, "%d %s\n", status, why);
+  ow_http_reply(r, status, "text/plain", text, (size_t)tl);
+}
+
+static const char *reason_of(int status) {
+  switch (status) {
+  case 400: return "bad request";
+  case 401: return "unauthorized";
+  case 403: return "forbidden";
+  case 404: return "not found";
+  case 405: return "method not allowed";
+  case 409: return "conflict";
+  case 411: return "length required";
+  case 413: return "request body too large";
+  case 429: return "too many requests";
+  case 503: return "service unavailable";
+  default: return "refused";
+  }
+}
+
+static int http_request(struct lws *wsi, pss *p, ow_net *n, const char *path) {
+  ow_http_req *r = ow_calloc(1, sizeof *r);
+  r->net = n;
+  r->wsi = wsi;
+  ow_buf_init(&r->out);
+  p->req = r;
+  n->stats.http_requests++;
+  r->method = method_of(wsi);
+  r->path = ow_strdup(path ? path : "");
+  r->query = hdr_dup(wsi, WSI_TOKEN_HTTP_URI_ARGS);
+  r->auth = hdr_dup(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
+  r->ctype = hdr_dup(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE);
+  lws_get_peer_simple(wsi, r->peer, sizeof r->peer);
+  const uint64_t *key = ow_map_get(&n->by_wsi, (uint64_t)(uintptr_t)wsi);
+  r->addr = key ? *key : 2;
+  char *cl = hdr_dup(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH);
+  bool has_len = *cl != 0, bad_len = false;
+  for (const char *c = cl; *c; c++) {
+    if (*c < '0' || *c > '9' || r->clen > (UINT64_MAX - 9) / 10) {
+      bad_len = true;
+      break;
+    }
+    r->clen = r->clen * 10 + (uint64_t)(*c - '0');
+  }
+  ow_free(cl);
+  bool chunked = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0;
+  const route *rt = find_route(n, r->path);
+  if (bad_len) {
+    refuse(r, 400, "bad Content-Length");
+  } else if (!rt || !r->method) {
+    refuse(r, rt ? 405 : 404, rt ? "method not allowed" : "not found");
+    if (rt) allow_list(rt->r.methods, r->allow, sizeof r->allow);
+  } else if (!(rt->r.methods & r->method)) {
+    allow_list(rt->r.methods, r->allow, sizeof r->allow);
+    refuse(r, 405, "method not allowed");
+  } else if ((r->method & (OW_HTTP_POST | OW_HTTP_PUT)) && (!has_len || chunked)) {
+    refuse(r, 411, "length required (no chunked bodies)");
+  } else if (r->clen > rt->r.max_body) {
+    refuse(r, 413, "request body too large");
+  } else {
+    r->rt = rt;
+    int st = rt->r.on_request ? rt->r.on_request(rt->r.ud, r) : 0;
+    if (st) {
+      refuse(r, st, reason_of(st));
+    } else if (!r->clen) {
+      r->ended = true;
+      rt->r.on_end(rt->r.ud, r);
+    }
+  }
+  return 0;
+}
+
+static int http_body(ow_http_req *r, const uint8_t *in, size_t len) {
+  if (r->ended) return 0; /* refused: the rest is not looked at */
+  r->got += len;
+  const ow_http_route *rt = &r->rt->r;
+  int st = r->got > r->clen ? 400 : rt->on_body ? rt->on_body(rt->ud, r, in, len) : 0;
+  if (st) refuse(r, st, reason_of(st));
+  return 0;
+}
+
+static int http_writeable(struct lws *wsi, pss *p) {
+  ow_http_req *r = p ? p->req : NULL;
+  if (!r) return -1;
+  if (!r->replied) return 0; /* an asynchronous reply is still being made */
+  if (!r->headers_sent) {
+    uint8_t hdr[LWS_PRE + 512], *start = hdr + LWS_PRE, *pos = start, *end = hdr + sizeof hdr - 1;
+    if (lws_add_http_common_headers(wsi, (unsigned)r->status, r->out_type, r->out.len, &pos, end) ||
+        (r->allow[0] && lws_add_http_header_by_name(wsi, (const uint8_t *)"allow:",
+                                                    (const uint8_t *)r->allow,
+                                                    (int)strlen(r->allow), &pos, end)) ||
+        lws_finalize_write_http_header(wsi, start, &pos, end))
+      return -1;
+    r->headers_sent = true;
+    lws_callback_on_writable(wsi);
+    return 0;
+  }
+  size_t bl = r->out.len;
+  if (bl) {
+    uint8_t *buf = ow_malloc(LWS_PRE + bl);
+    memcpy(buf + LWS_PRE, r->out.data, bl);
+    int w = lws_write(wsi, buf + LWS_PRE, bl, LWS_WRITE_HTTP_FINAL);
+    ow_free(buf);
+    if (w < (int)bl) return -1;
+  }
+  /* A refused request whose body is still coming: closing is how the rest is discarded unread. */
+  bool unread = r->got < r->clen;
+  p->req = NULL;
+  req_free(r);
+  if (unread) return -1;
+  return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+static void http_closed(pss *p) {
+  ow_http_req *r = p ? p->req : NULL;
+  if (!r) return;
+  p->req = NULL;
+  if (r->rt && !r->replied && r->rt->r.on_abort) r->rt->r.on_abort(r->rt->r.ud, r);
+  req_free(r);
+}
+
+unsigned ow_http_method(const ow_http_req *r) { return r->method; }
+const char *ow_http_path(const ow_http_req *r) { return r->path; }
+const char *ow_http_query(const ow_http_req *r) { return r->query; }
+const char *ow_http_authorization(const ow_http_req *r) { return r->auth; }
+const char *ow_http_content_type(const ow_http_req *r) { return r->ctype; }
+uint64_t ow_http_content_length(const ow_http_req *r) { return r->clen; }
+const char *ow_http_peer(const ow_http_req *r) { return r->peer; }
+uint64_t ow_http_addr(const ow_http_req *r) { return r->addr; }
+void ow_http_set_user(ow_http_req *r, void *user) { r->user = user; }
+void *ow_http_user(const ow_http_req *r) { return r->user; }
+
+/* The built-in routes: GET /status (the server's JSON, from a copy at most STATUS_REUSE_NS old)
+ * and GET / (a line saying where things are). */
+static void status_end(void *ud, ow_http_req *r) {
+  ow_net *n = ud;
+  uint64_t now = ow_now_ns();
+  if (!n->status_ns || now - n->status_ns >= STATUS_REUSE_NS) {
+    n->status.len = 0;
+    n->h.status(n->h.ud, &n->status);
+    n->status_ns = now;
+  }
+  ow_http_reply(r, 200, "application/json", n->status.data, n->status.len);
+}
+
+static void root_end(void *ud, ow_http_req *r) {
+  (void)ud;
+  const char *t = "otherworld: WebSocket protocol on /ws (docs/protocol.md), status on /status\n";
+  ow_http_reply(r, 200, "text/plain", t, strlen(t));
+}
+
+/* ---- WebSocket transport and the lws callback --------------------------------------------- */
 
 static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len) {
   ow_net *n = lws_context_user(lws_get_context(wsi));
@@ -207,26 +432,19 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     count_closed(n, wsi);
     return 0;
   case LWS_CALLBACK_HTTP:
-    return http_reply(wsi, p, n);
-  case LWS_CALLBACK_HTTP_WRITEABLE: {
-    if (!p || !p->http_body) return -1;
-    size_t bl = p->http_body->len;
-    uint8_t *buf = ow_malloc(LWS_PRE + bl + 1);
-    memcpy(buf + LWS_PRE, p->http_body->data, bl);
-    int w = lws_write(wsi, buf + LWS_PRE, bl, LWS_WRITE_HTTP_FINAL);
-    ow_free(buf);
-    ow_buf_deinit(p->http_body);
-    ow_free(p->http_body);
-    p->http_body = NULL;
-    if (w < (int)bl) return -1;
-    return lws_http_transaction_completed(wsi) ? -1 : 0;
-  }
-  case LWS_CALLBACK_CLOSED_HTTP:
-    if (p && p->http_body) {
-      ow_buf_deinit(p->http_body);
-      ow_free(p->http_body);
-      p->http_body = NULL;
+    return http_request(wsi, p, n, in);
+  case LWS_CALLBACK_HTTP_BODY:
+    return p && p->req ? http_body(p->req, in, len) : -1;
+  case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+    if (p && p->req && !p->req->ended) {
+      p->req->ended = true;
+      p->req->rt->r.on_end(p->req->rt->r.ud, p->req);
     }
+    return 0;
+  case LWS_CALLBACK_HTTP_WRITEABLE:
+    return http_writeable(wsi, p);
+  case LWS_CALLBACK_CLOSED_HTTP:
+    http_closed(p);
     return 0;
   case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {
     char uri[64] = "";
@@ -234,27 +452,27 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     return strcmp(uri, "/ws") != 0; /* WebSocket only on /ws */
   }
   case LWS_CALLBACK_ESTABLISHED: {
-    ow_conn *c = ow_calloc(1, sizeof *c);
+    ws_conn *c = ow_calloc(1, sizeof *c);
+    c->base.ops = &ws_ops;
     c->net = n;
     c->wsi = wsi;
     ow_buf_init(&c->rx);
-    lws_get_peer_simple(wsi, c->peer, sizeof c->peer);
+    lws_get_peer_simple(wsi, c->base.peer, sizeof c->base.peer);
     const uint64_t *key = ow_map_get(&n->by_wsi, (uint64_t)(uintptr_t)wsi);
-    c->addr = key ? *key : 2;
+    c->base.addr = key ? *key : 2;
     p->conn = c;
     n->conns++;
-    if (n->h.on_open) n->h.on_open(n->h.ud, c);
+    if (n->h.on_open) n->h.on_open(n->h.ud, &c->base);
     return 0;
   }
   case LWS_CALLBACK_RECEIVE: {
-    ow_conn *c = p->conn;
+    ws_conn *c = p->conn;
     if (!c) return -1;
     if (c->lingering) { /* the conversation is over: read and dropped, up to a point */
       c->linger_rx += len;
       if (c->linger_rx > LINGER_MAX_RX) lws_rx_flow_control(wsi, 0);
       return 0;
     }
-    c->rx_bytes += len;
     if (lws_is_first_fragment(wsi)) {
       c->rx.len = 0;
       c->rx_oversize = false;
@@ -265,12 +483,12 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
       c->rx_oversize = true;
       ow_buf_deinit(&c->rx);
       n->stats.oversize++;
-      if (!c->closing && n->h.on_oversize) n->h.on_oversize(n->h.ud, c);
+      if (!c->base.closing && n->h.on_oversize) n->h.on_oversize(n->h.ud, &c->base);
     }
     if (!c->rx_oversize) ow_buf_put(&c->rx, in, len);
     if (lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi)) {
-      if (!c->rx_oversize && !c->closing && n->h.on_message) {
-        n->h.on_message(n->h.ud, c, c->rx.data, c->rx.len, lws_frame_is_binary(wsi));
+      if (!c->rx_oversize && !c->base.closing && n->h.on_message) {
+        n->h.on_message(n->h.ud, &c->base, c->rx.data, c->rx.len, lws_frame_is_binary(wsi));
       }
       c->rx.len = 0;
       /* A connection that finished its business gives its receive buffer back. */
@@ -279,12 +497,12 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     return 0;
   }
   case LWS_CALLBACK_SERVER_WRITEABLE: {
-    ow_conn *c = p->conn;
+    ws_conn *c = p->conn;
     if (!c) return -1;
     /* Closing happens in a writable callback of its own, once everything queued is written.
      * lws 4.1 on libuv drops the TCP connection here without a Close frame although a reason is
      * set (clients see 1006); the protocol's SERVER_BYE, written before, is the real reason. */
-    if (c->close_now || (c->closing && !c->head)) {
+    if (c->close_now || (c->base.closing && !c->head)) {
       /* A lingering close, as web servers do: closing a socket that still holds unread input
        * makes the kernel send a reset that can destroy what was written last (the SERVER_BYE
        * saying why) before the peer reads it, which is what happens to a client that keeps
@@ -310,22 +528,22 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
       if (i && lws_send_pipe_choked(wsi)) break;
       int w = lws_write(wsi, m->data + LWS_PRE, m->len, LWS_WRITE_BINARY);
       if (w < (int)m->len) return -1;
-      c->tx_bytes += m->len;
       c->head = m->next;
       if (!c->head) c->tail = NULL;
       else if (c->tail_link == &m->next) c->tail_link = &c->head;
       c->queued -= m->len;
       ow_free(m);
     }
-    if (c->head || c->closing) lws_callback_on_writable(wsi);
+    if (c->head || c->base.closing) lws_callback_on_writable(wsi);
     return 0;
   }
   case LWS_CALLBACK_CLOSED: {
-    ow_conn *c = p ? p->conn : NULL;
+    ws_conn *c = p ? p->conn : NULL;
     if (!c) return 0;
     p->conn = NULL;
     n->conns--;
-    if (n->h.on_close) n->h.on_close(n->h.ud, c);
+    c->base.closing = true;
+    if (n->h.on_close) n->h.on_close(n->h.ud, &c->base);
     free_queue(c);
     ow_buf_deinit(&c->rx);
     ow_free(c);
@@ -433,6 +651,12 @@ int ow_net_create(ow_net **out, uv_loop_t *loop, const ow_net_config *cfg, const
     return -EADDRINUSE;
   }
   n->port = lws_get_vhost_listen_port(vh);
+  ow_http_route root = {.path = "/", .methods = OW_HTTP_GET, .on_end = root_end, .ud = n};
+  ow_net_route(n, &root);
+  if (h->status) {
+    ow_http_route status = {.path = "/status", .methods = OW_HTTP_GET, .on_end = status_end, .ud = n};
+    ow_net_route(n, &status);
+  }
   *out = n;
   return 0;
 }
@@ -440,7 +664,6 @@ int ow_net_create(ow_net **out, uv_loop_t *loop, const ow_net_config *cfg, const
 int ow_net_port(const ow_net *n) { return n->port; }
 
 void ow_net_status_changed(ow_net *n) { n->status_ns = 0; }
-size_t ow_net_connections(const ow_net *n) { return n->conns; }
 const ow_net_stats *ow_net_stats_get(const ow_net *n) { return &n->stats; }
 
 void ow_net_destroy(ow_net *n) {
@@ -456,11 +679,14 @@ void ow_net_free(ow_net *n) {
   ow_map_deinit(&n->by_wsi);
   ow_map_deinit(&n->per_addr);
   ow_buf_deinit(&n->status);
+  for (size_t i = 0; i < n->routes.len; i++) ow_free(n->routes.v[i].path);
+  OW_VEC_FREE(n->routes);
   ow_free(n);
 }
 
-int ow_net_send(ow_conn *c, const void *p, size_t len) {
-  if (c->closing) return OW_E_STATE;
+static int ws_send(ow_conn *base, const void *p, size_t len) {
+  ws_conn *c = (ws_conn *)base;
+  if (c->base.closing) return OW_E_STATE;
   if (c->queued + len > c->net->cfg.send_limit) return OW_E_FULL;
   size_t join = c->net->cfg.coalesce;
   out_msg *t = c->tail;
@@ -492,10 +718,11 @@ int ow_net_send(ow_conn *c, const void *p, size_t len) {
   return 0;
 }
 
-size_t ow_conn_queued(const ow_conn *c) { return c->queued; }
+static size_t ws_queued(const ow_conn *base) { return ((const ws_conn *)base)->queued; }
 
-void ow_conn_close(ow_conn *c, bool now) {
-  c->closing = true;
+static void ws_close(ow_conn *base, bool now) {
+  ws_conn *c = (ws_conn *)base;
+  c->base.closing = true;
   if (now) {
     c->close_now = true;
     free_queue(c);
@@ -503,10 +730,12 @@ void ow_conn_close(ow_conn *c, bool now) {
   lws_callback_on_writable(c->wsi);
 }
 
-bool ow_conn_closing(const ow_conn *c) { return c->closing; }
-void ow_conn_set_user(ow_conn *c, void *user) { c->user = user; }
-void *ow_conn_user(const ow_conn *c) { return c->user; }
-const char *ow_conn_peer(const ow_conn *c) { return c->peer; }
-uint64_t ow_conn_addr(const ow_conn *c) { return c->addr; }
-uint64_t ow_conn_rx_bytes(const ow_conn *c) { return c->rx_bytes; }
-uint64_t ow_conn_tx_bytes(const ow_conn *c) { return c->tx_bytes; }
+/* WebSocket is one reliable, ordered stream: no unreliable channel (send_unreliable falls back). */
+static const ow_conn_ops ws_ops = {
+    .name = "websocket",
+    .caps = 0,
+    .send = ws_send,
+    .send_unreliable = NULL,
+    .close = ws_close,
+    .queued = ws_queued,
+};

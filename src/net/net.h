@@ -1,7 +1,9 @@
 /*
- * net: HTTP and WebSocket on one port, libwebsockets 4.1 running on the zone's libuv loop. It
- * turns connections into complete binary messages in and queued messages out, with bounded memory
- * per connection; it knows nothing about the protocol inside the messages.
+ * net: HTTP and WebSocket on one port, libwebsockets 4.1 running on the zone's libuv loop. WebSocket
+ * connections become transport connections (net/conn.h: complete messages in, queued messages out,
+ * bounded memory each); HTTP requests go to the routes registered with ow_net_route(), bodies
+ * streamed and limited. It knows nothing about the protocol inside the messages, and no header
+ * outside src/net names a libwebsockets type.
  */
 #ifndef OW_NET_H
 #define OW_NET_H
@@ -12,9 +14,9 @@
 #include <uv.h>
 
 #include "core/core.h"
+#include "net/conn.h"
 
 typedef struct ow_net ow_net;
-typedef struct ow_conn ow_conn;
 
 typedef struct ow_net_config {
   const char *bind;   /* interface address, NULL for all */
@@ -41,22 +43,69 @@ typedef struct ow_net_stats {
   uint64_t refused_total;    /* closed at accept: max_conns reached */
   uint64_t refused_addr;     /* closed at accept: max_conns_per_addr reached for the address */
   uint64_t oversize;         /* WebSocket messages larger than max_message */
+  uint64_t http_requests;    /* HTTP requests routed (answered by a route or refused by net) */
 } ow_net_stats;
 
+/* The WebSocket connections' handlers (as ow_conn_handlers, in the same order) and the body of
+ * GET /status. on_oversize is called as soon as the excess shows (the frame header announces it or
+ * the fragments add up past max_message). */
 typedef struct ow_net_handlers {
   void (*on_open)(void *ud, ow_conn *c);
-  /* One complete inbound message. p is valid during the call only. */
   void (*on_message)(void *ud, ow_conn *c, const uint8_t *p, size_t n, bool binary);
-  /* An inbound message exceeded max_message. Called as soon as the excess shows (the frame header
-   * announces it or the fragments add up past it), before its bytes are read; the rest of the
-   * message is discarded as it arrives. The handler is expected to close the connection. */
   void (*on_oversize)(void *ud, ow_conn *c);
-  /* The connection is gone; c is freed after this returns. */
   void (*on_close)(void *ud, ow_conn *c);
-  /* Writes the body of GET /status (JSON) into out. */
+  /* Writes the body of GET /status (JSON) into out; NULL: no /status route. The route is
+   * registered by ow_net_create and answers from a copy up to 100 ms old. */
   void (*status)(void *ud, ow_buf *out);
   void *ud;
 } ow_net_handlers;
+
+/* ---- HTTP routes ---------------------------------------------------------------------------- */
+
+typedef struct ow_http_req ow_http_req;
+enum { OW_HTTP_GET = 1, OW_HTTP_POST = 2, OW_HTTP_PUT = 4, OW_HTTP_DELETE = 8 };
+
+/* A route: requests whose path is `path` (or, with prefix, starts with it) and whose method is in
+ * `methods`. A path no route has is answered 404; a method the route lacks, 405 with Allow. A
+ * request body longer than max_body (0: none allowed) is answered 413 from its Content-Length,
+ * before any of it is read, and the connection is closed; a POST or PUT without Content-Length
+ * gets 411. Every callback runs on the loop thread. */
+typedef struct ow_http_route {
+  const char *path; /* copied */
+  bool prefix;
+  unsigned methods; /* OW_HTTP_* */
+  size_t max_body;
+  /* The headers are in. Return 0 to go on (body chunks, then on_end), or an HTTP status >= 400
+   * to refuse the request with it (401, 403, 409, ...). May be NULL. */
+  int (*on_request)(void *ud, ow_http_req *r);
+  /* The next piece of the body, in order; p is valid during the call. Non-zero: refuse with that
+   * status. May be NULL (the body is dropped). */
+  int (*on_body)(void *ud, ow_http_req *r, const uint8_t *p, size_t n);
+  /* The body is complete: reply now or later, from the loop, with ow_http_reply(). */
+  void (*on_end)(void *ud, ow_http_req *r);
+  /* The connection went away before the reply; r is freed when this returns. May be NULL. */
+  void (*on_abort)(void *ud, ow_http_req *r);
+  void *ud;
+} ow_http_route;
+
+/* Registers a route (copied). Exact paths win over prefixes, longer prefixes over shorter ones.
+ * OW_E_INVAL for a route without a path, methods or on_end. */
+int ow_net_route(ow_net *n, const ow_http_route *route);
+
+/* The request. Strings are NUL-terminated, valid until the reply or on_abort. */
+unsigned ow_http_method(const ow_http_req *r);
+const char *ow_http_path(const ow_http_req *r);
+const char *ow_http_query(const ow_http_req *r);         /* "" if none */
+const char *ow_http_authorization(const ow_http_req *r); /* the Authorization header or "" */
+const char *ow_http_content_type(const ow_http_req *r);  /* "" if none */
+uint64_t ow_http_content_length(const ow_http_req *r);   /* 0 without a body */
+const char *ow_http_peer(const ow_http_req *r);
+uint64_t ow_http_addr(const ow_http_req *r); /* as ow_conn_addr() */
+void ow_http_set_user(ow_http_req *r, void *user);
+void *ow_http_user(const ow_http_req *r);
+/* Answers the request (once): status, content type, body (copied). After it, r is not used again
+ * by the caller. */
+void ow_http_reply(ow_http_req *r, int status, const char *type, const void *body, size_t n);
 
 /* Starts listening. The loop must be the one the caller runs. */
 int ow_net_create(ow_net **out, uv_loop_t *loop, const ow_net_config *cfg, const ow_net_handlers *h);
@@ -65,8 +114,6 @@ int ow_net_port(const ow_net *n);
 /* /status is answered from a copy up to 100 ms old; after a change operators must see at once
  * (a disk fault), the next request builds a fresh one. */
 void ow_net_status_changed(ow_net *n);
-/* Number of open WebSocket connections. */
-size_t ow_net_connections(const ow_net *n);
 const ow_net_stats *ow_net_stats_get(const ow_net *n);
 /* Starts closing every connection and the listener; handles close as the loop keeps running. The
  * on_close callbacks still run. */
@@ -75,25 +122,7 @@ void ow_net_destroy(ow_net *n);
  * closes its last handles), then close it. */
 void ow_net_free(ow_net *n);
 
-/* Queues one WebSocket binary message (the bytes are copied; joined to the previous one while
- * both are still queued and fit in `coalesce` bytes). Returns OW_E_FULL when the
- * connection already has send_limit bytes queued (nothing is queued then), OW_E_STATE when it is
- * closing. */
-int ow_net_send(ow_conn *c, const void *p, size_t n);
-/* Bytes queued and not yet written to the socket. */
-size_t ow_conn_queued(const ow_conn *c);
-/* Closes the connection once what is queued has been written (or at once if `now`). */
-void ow_conn_close(ow_conn *c, bool now);
-bool ow_conn_closing(const ow_conn *c);
-void ow_conn_set_user(ow_conn *c, void *user);
-void *ow_conn_user(const ow_conn *c);
-/* The peer's address as text ("127.0.0.1"), valid while the connection is. */
-const char *ow_conn_peer(const ow_conn *c);
-/* The peer's address as a key for per-address limits: the IPv4 address (IPv4-mapped IPv6 too), or
- * the /64 prefix of an IPv6 address, since one IPv6 host usually holds a whole /64. Never 0. */
-uint64_t ow_conn_addr(const ow_conn *c);
-/* Bytes received and sent on this connection (WebSocket payloads). */
-uint64_t ow_conn_rx_bytes(const ow_conn *c);
-uint64_t ow_conn_tx_bytes(const ow_conn *c);
+/* WebSocket connections are ow_conn (net/conn.h); ow_net_send queues one binary message, joined to
+ * the previous one while both are still queued and fit in `coalesce` bytes. */
 
 #endif
