@@ -73,6 +73,7 @@ struct ow_view {
   ow_cell built_center;
   int built_radius;
   bool built;
+  ow_id self; /* the player's avatar: the first snapshot waits for it (ow_view_expect) */
 };
 
 static uint64_t pack(int32_t x, int32_t z) { return ((uint64_t)(uint32_t)x << 32) | (uint32_t)z; }
@@ -243,6 +244,15 @@ void ow_view_ack(ow_view *v, uint32_t id) {
   }
 }
 
+void ow_view_expect(ow_view *v, ow_id self) { v->self = self; }
+
+/* Whether the mirror holds entity `id` in the cells within `radius` of `c`. */
+static bool holds(ow_replica *r, ow_id id, ow_cell c, int radius) {
+  uint64_t *p = ow_map_get(&r->by_id, id);
+  const ment *m = p ? (const ment *)(uintptr_t)*p : NULL;
+  return m && llabs((int64_t)m->cx - c.x) <= radius && llabs((int64_t)m->cz - c.z) <= radius;
+}
+
 void ow_view_reset(ow_view *v) {
   for (int i = 0; i < RING; i++) v->ring[i].id = 0;
   v->acked = v->last_sent = 0;
@@ -326,6 +336,11 @@ static void chunk_close(chunker *c, bool more, const ow_id *removed, size_t nrem
 
 int ow_view_update(ow_view *v, ow_replica *r, ow_cell center, int radius_cells, uint64_t now_ns,
                    ow_emit_fn emit, void *ud) {
+  /* A first login creates the avatar and its inventory in a frame that is not durable yet, and a
+   * JOIN sent with the LOGIN is answered before it is: the first snapshot then showed a world
+   * without the player in it. It waits instead until the mirror holds the avatar in the area (the
+   * inventory is its child, written in the same frame and stored in the same cell). */
+  if (v->self && !v->last_sent && !holds(r, v->self, center, radius_cells)) return 0;
   bool moved = !v->built || v->built_center.x != center.x || v->built_center.z != center.z ||
                v->built_radius != radius_cells;
   bool unacked = v->last_sent && v->acked != v->last_sent;

@@ -26,6 +26,10 @@ ow_view *ow_view_create(void);
 void ow_view_destroy(ow_view *v);
 /* The client applied snapshot `id`. Ids it was never sent are ignored. */
 void ow_view_ack(ow_view *v, uint32_t id);
+/* The first snapshot (after creation or a reset) waits until the mirror holds entity `self` (the
+ * player's avatar) within the area: a client's first SNAPSHOT after JOIN always shows its own
+ * avatar and inventory. 0 (the default) sends it at once. */
+void ow_view_expect(ow_view *v, ow_id self);
 /* Forgets every snapshot: the next one is a full state. */
 void ow_view_reset(ow_view *v);
 

@@ -738,6 +738,7 @@ static void on_join(client *c, const ow_msg *m) {
   c->state = S_JOINED;
   s->joined++;
   ow_view_reset(c->view);
+  ow_view_expect(c->view, c->avatar);
   send_joined(c, m->req);
 }
 

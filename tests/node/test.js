@@ -9,6 +9,7 @@ const { describe, it, before, after } = require('node:test');
 const assert = require('node:assert/strict');
 const { spawn } = require('node:child_process');
 const fs = require('node:fs');
+const http = require('node:http');
 const os = require('node:os');
 const path = require('node:path');
 const crypto = require('node:crypto');
@@ -47,11 +48,17 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
 }
 process.on('uncaughtException', (e) => { killServer(); console.error(e); process.exit(1); });
 
-function startServer() {
+const oldDataDirs = []; // of servers started before the current one, removed at the end
+
+// Starts a server with the default settings and `extra` arguments; a server started earlier must
+// have exited.
+function startServer(extra = []) {
   if (!fs.existsSync(SERVER_BIN)) throw new Error(`server binary not found: ${SERVER_BIN} (set OW_SERVER_BIN)`);
+  if (server.dataDir) oldDataDirs.push(server.dataDir);
+  Object.assign(server, { proc: null, port: 0, stderr: [], exit: null, exitPromise: null });
   server.dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ow-node-test-'));
   const args = ['--data_dir', server.dataDir, '--bind', '127.0.0.1', '--port', '0',
-    '--shutdown_notice_s', '0.2'];
+    '--shutdown_notice_s', '0.2', ...extra];
   const proc = spawn(SERVER_BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   server.proc = proc;
   server.exitPromise = new Promise((resolve) => {
@@ -326,6 +333,77 @@ function durableFor(c, seq, what) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Issue 18: the answers docs/protocol.md gives, read from the page itself
+
+const DOC = fs.readFileSync(path.join(__dirname, '..', '..', 'docs', 'protocol.md'), 'utf8');
+const docSection = (title) => {
+  const i = DOC.indexOf(`\n## ${title}\n`);
+  assert.ok(i >= 0, `docs/protocol.md has a section "${title}"`);
+  const j = DOC.indexOf('\n## ', i + 1);
+  return DOC.slice(i, j < 0 ? DOC.length : j);
+};
+
+// The page's table of error codes: name (without OW_E_) -> number.
+function pageCodes() {
+  const out = {};
+  for (const m of docSection('Error codes').matchAll(/^\| (-\d+) \| `OW_E_([A-Z_]+)` \|/gm)) out[m[2]] = Number(m[1]);
+  return out;
+}
+const D = pageCodes();
+
+// The page's interest area: the cells within r = ceil(interest_radius / region_size) of the cell
+// of the avatar, cell = floor(coordinate / region_size) on x and z.
+const cellOf = (w, x, z) => [Math.floor(x / w.regionSize), Math.floor(z / w.regionSize)];
+function inArea(w, centre, x, z) {
+  const r = Math.ceil(w.interestRadius / w.regionSize);
+  const c = cellOf(w, x, z);
+  return Math.abs(c[0] - centre[0]) <= r && Math.abs(c[1] - centre[1]) <= r;
+}
+
+// The page's rule for a player's inventory: the entities whose parent is the avatar and whose type
+// has kind container.
+function inventoriesOf(c, table, avatar) {
+  const kinds = new Map(c.world.types.map((t) => [t.id, t.kind]));
+  return [...table.values()].filter((e) => e.parent === avatar && kinds.get(e.type) === KIND.CONTAINER);
+}
+
+// A fresh account's first login: REGISTER, then LOGIN and JOIN in one WebSocket message (the
+// case in which the avatar and inventory are not durable yet when JOINED is sent). Returns the
+// first complete snapshot.
+async function enterPipelined(c, name, password) {
+  await c.connect(url());
+  await hello(c);
+  await c.request((req) => enc.register(req, name, password), MSG.OK, 'REGISTER');
+  const rl = c.nextReq++, rj = c.nextReq++;
+  c.send(Buffer.concat([enc.login(rl, name, password), enc.join(rj)]));
+  const s = await c.take((m) => m.req === rl && (m.type === MSG.SESSION || m.type === MSG.ERROR), 'SESSION');
+  assert.equal(s.type, MSG.SESSION, describeMsg(s));
+  const j = await c.take((m) => m.req === rj && (m.type === MSG.JOINED || m.type === MSG.ERROR), 'JOINED');
+  assert.equal(j.type, MSG.JOINED, describeMsg(j));
+  Object.assign(c, { session: s, account: s.account, avatar: s.avatar, seq: s.lastSeq, world: j });
+  return c.until(() => c.history[0], `${c.label}: first complete snapshot`);
+}
+
+// The first snapshot holds the avatar and exactly one inventory.
+function assertHoldsSelf(c, snap, what) {
+  assert.equal(snap.base, 0, `${what}: the first snapshot is a full state`);
+  assert.ok(snap.table.has(c.avatar), `${what}: snapshot ${snap.id} (${snap.table.size} entities) lacks the avatar ${c.avatar}`);
+  const inv = inventoriesOf(c, snap.table, c.avatar);
+  assert.equal(inv.length, 1, `${what}: snapshot ${snap.id} holds ${inv.length} inventories of avatar ${c.avatar}`);
+}
+
+function httpStatus() {
+  return withTimeout(new Promise((resolve, reject) => {
+    http.get({ host: '127.0.0.1', port: server.port, path: '/status' }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => { body += d; });
+      res.on('end', () => { try { resolve(JSON.parse(body)); } catch (e) { reject(e); } });
+    }).on('error', reject);
+  }), WAIT_MS, 'GET /status');
+}
+
+// ---------------------------------------------------------------------------------------------
 // The test
 
 const st = {}; // shared state between steps
@@ -357,7 +435,7 @@ describe('otherworld protocol (client written from docs/protocol.md)', () => {
       killServer();
       await withTimeout(server.exitPromise, 5000, 'server exit after SIGKILL').catch(() => {});
     }
-    if (server.dataDir) fs.rmSync(server.dataDir, { recursive: true, force: true });
+    for (const d of [...oldDataDirs, server.dataDir]) if (d) fs.rmSync(d, { recursive: true, force: true });
     console.log('\n--- otherworld node protocol test summary ---\n' + summary.join('\n'));
     if (broken) console.log(`\nlast server log lines:\n${server.tail(25)}`);
   });
@@ -700,6 +778,172 @@ describe('otherworld protocol (client written from docs/protocol.md)', () => {
     c.close();
   });
 
+  // Issue 18: one check per answer the page gives, each named by the item.
+
+  step('18.0 clients C and D: a first LOGIN and JOIN sent in one WebSocket message', async () => {
+    st.C = newClient('C');
+    st.D = newClient('D');
+    st.firstC = await enterPipelined(st.C, randName('nodeC'), 'password-C-' + crypto.randomBytes(4).toString('hex'));
+    st.firstD = await enterPipelined(st.D, randName('nodeD'), 'password-D-' + crypto.randomBytes(4).toString('hex'));
+  });
+
+  step('18.1 error codes: the page lists every code of error.h, and the server sends those numbers', async () => {
+    const header = fs.readFileSync(path.join(__dirname, '..', '..', 'include', 'otherworld', 'error.h'), 'utf8');
+    const want = {};
+    for (const m of header.matchAll(/X\((\w+), (-\d+),/g)) want[m[1]] = Number(m[2]);
+    assert.ok(Object.keys(want).length >= 44, 'error.h parsed');
+    assert.deepEqual(D, want, 'the page\'s table of error codes is error.h\'s, none missing');
+
+    const v = newClient('18.1 version');
+    await v.connect(url());
+    v.send(enc.hello(1, 'node-protocol-test', 2));
+    const ev = await v.take((m) => m.type === MSG.ERROR, 'ERROR for HELLO version 2');
+    assert.equal(ev.code, D.VERSION, `HELLO version 2: ${errName(ev.code)}`);
+    const bye = await v.take((m) => m.type === MSG.SERVER_BYE, 'SERVER_BYE after a bad version');
+    assert.equal(bye.reason, BYE.PROTOCOL);
+
+    const { C } = st;
+    const zero = await C.requestAny((req) => enc.action({ req, seq: 0n, action: ACT.HARVEST, target: 1n }), MSG.APPLIED, 'ACTION seq 0');
+    assert.equal(zero.type, MSG.ERROR, describeMsg(zero));
+    assert.equal(zero.code, D.INVAL, `seq 0: ${errName(zero.code)}`);
+    C.seq = 4n; // 5 next: a gap, so 3 is skipped
+    const nf = await act(C, { action: ACT.HARVEST, target: 0x7fffffff00000002n }, 'harvest unknown entity');
+    assert.equal(nf.code, D.NOT_FOUND, `unknown entity: ${errName(nf.code)}`);
+    const old = await C.requestAny((req) => enc.action({ req, seq: 3n, action: ACT.HARVEST, target: 1n }), MSG.APPLIED, 'ACTION skipped seq 3');
+    assert.equal(old.type, MSG.ERROR, describeMsg(old));
+    assert.equal(old.code, D.SEQ_TOO_OLD, `skipped seq: ${errName(old.code)}`);
+    const again = await C.requestAny((req) => enc.join(req), MSG.JOINED, 'JOIN twice');
+    assert.equal(again.code, D.STATE, `JOIN twice: ${errName(again.code)}`);
+
+    const g = newClient('18.1 greeted');
+    await g.connect(url());
+    await hello(g);
+    const codeOf = async (make, what) => (await g.requestAny(make, MSG.OK, what)).code;
+    assert.equal(await codeOf((req) => enc.register(req, 'ab', 'long-enough-password'), 'REGISTER short name'), D.BAD_NAME);
+    assert.equal(await codeOf((req) => enc.resume(req, crypto.randomBytes(32)), 'RESUME forged token'), D.TOKEN);
+    assert.equal(await codeOf((req) => enc.login(req, st.nameA, 'not-the-password'), 'LOGIN wrong password'), D.AUTH);
+    assert.equal(await codeOf((req) => enc.register(req, st.nameA, 'long-enough-password'), 'REGISTER taken name'), D.NAME_TAKEN);
+    g.close();
+    note(`     the page lists ${Object.keys(D).length} codes; the server sent VERSION ${ev.code}, INVAL ${zero.code}, ` +
+      `NOT_FOUND ${nf.code}, SEQ_TOO_OLD ${old.code}, STATE ${again.code}, BAD_NAME, TOKEN, AUTH, NAME_TAKEN as listed`);
+  });
+
+  step('18.3 the first SNAPSHOT after JOIN holds the player\'s own avatar and inventory', async () => {
+    assertHoldsSelf(st.C, st.firstC, 'C, first login');
+    assertHoldsSelf(st.D, st.firstD, 'D, first login');
+    // more first logins: the race the fix closed was hit in most of them
+    for (let i = 0; i < 3; i++) {
+      const e = newClient(`E${i}`);
+      const first = await enterPipelined(e, randName(`nodeE${i}`), 'password-E-' + crypto.randomBytes(4).toString('hex'));
+      assertHoldsSelf(e, first, `E${i}, first login`);
+      e.close();
+    }
+    // and after LEAVE and JOIN again
+    const { C } = st;
+    await C.request((req) => enc.leave(req), MSG.OK, 'LEAVE');
+    const mark = C.history.length;
+    const j = await C.request((req) => enc.join(req), MSG.JOINED, 'JOIN again');
+    const iJ = C.all.indexOf(j);
+    const snap = await C.until(() => C.history[mark], 'C: first complete snapshot after the second JOIN');
+    assert.ok(C.all.findIndex((m, k) => k > iJ && m.type === MSG.SNAPSHOT && m.id === snap.id) > iJ, 'after JOINED');
+    assertHoldsSelf(C, snap, 'C, JOIN after LEAVE');
+  });
+
+  step('18.4 a client finds its inventory: the avatar\'s one child of kind container; harvest fills it', async () => {
+    const { C } = st;
+    const inv = inventoriesOf(C, C.snap.current, C.avatar);
+    assert.equal(inv.length, 1, 'one inventory');
+    assert.equal(inv[0].owner, C.account, 'owned by the account');
+    assert.equal(C.typeName(inv[0].type), 'inventory', 'type inventory in the default content');
+    const av = C.snap.current.get(C.avatar);
+    const trees = [...C.snap.current.values()].filter((e) => e.type === C.typeId('tree') && e.hp > 0)
+      .map((e) => ({ e, d: distM(e.pos, av.pos) })).sort((x, y) => x.d - y.d);
+    assert.ok(trees.length && trees[0].d <= 8, 'a tree within reach');
+    const h = await act(C, { action: ACT.HARVEST, target: trees[0].e.id }, 'C: harvest');
+    assert.equal(h.code, 0, `harvest: ${errName(h.code)}`);
+    const stack = await C.until(() => C.snap.current.get(h.entity), 'C: the harvested stack in a snapshot');
+    assert.equal(stack.parent, inv[0].id, 'the harvested stack is in the inventory found by the page\'s rule');
+    st.invC = inv[0];
+    st.stackC = h.entity;
+    note(`     C: avatar ${C.avatar}, inventory ${inv[0].id}; harvest put ${h.count} units in stack ${h.entity}`);
+  });
+
+  step('18.5 another player\'s avatar, inventory and item stacks are replicated', async () => {
+    const { C, D: d } = st;
+    const stack = await d.until(() => d.snap.current.get(st.stackC), "D: C's item stack in a snapshot");
+    const t = d.snap.current;
+    assert.ok(t.has(C.avatar), "D holds C's avatar");
+    const inv = inventoriesOf(d, t, C.avatar);
+    assert.equal(inv.length, 1, "D holds C's inventory");
+    assert.equal(inv[0].id, st.invC.id);
+    assert.equal(inv[0].owner, C.account);
+    assert.equal(stack.parent, inv[0].id, "the stack's parent is C's inventory");
+    assert.equal(stack.owner, C.account, 'items carry the owner of their container');
+    assert.ok(stack.count > 0, 'with its count');
+  });
+
+  step('18.2 interest cells: floor(x / region_size), r = ceil(interest_radius / region_size), the page\'s example', async () => {
+    const { C, D: d } = st;
+    const w = C.world;
+    assert.equal(w.regionSize, 256);
+    assert.equal(w.interestRadius, 128);
+    const ex = /an avatar at x = (-?[\d.]+), z = (-?[\d.]+) is in cell/.exec(docSection('Replication'));
+    assert.ok(ex, 'the page has a worked example');
+    const at = [Number(ex[1]), Number(ex[2])];
+    const rows = [...docSection('Replication').matchAll(/^\| \((-?[\d.]+), (-?[\d.]+)\) \| \((-?\d+), (-?\d+)\) \| (yes|no)/gm)]
+      .map((m) => ({ x: Number(m[1]), z: Number(m[2]), cell: [Number(m[3]), Number(m[4])], seen: m[5] === 'yes' }));
+    assert.ok(rows.length >= 4 && rows.some((r) => r.seen) && rows.some((r) => !r.seen), 'the example table');
+    const centre = cellOf(w, at[0], at[1]);
+    assert.deepEqual(centre, [-1, -1], 'the example avatar\'s cell');
+    const mv = await act(C, { action: ACT.MOVE, target: C.avatar, pos: [at[0], 0, at[1]] }, 'C: move to the example');
+    assert.equal(mv.code, 0, errName(mv.code));
+    const seenAt = (x, z) => { const e = C.snap.current.get(d.avatar); return e && e.pos[0] === Math.round(x * 1000) && e.pos[2] === Math.round(z * 1000); };
+    let prev = null;
+    for (const r of rows) {
+      assert.deepEqual(cellOf(w, r.x, r.z), r.cell, `the page's cell of (${r.x}, ${r.z})`);
+      assert.equal(inArea(w, centre, r.x, r.z), r.seen, `the page's formula and its table agree on (${r.x}, ${r.z})`);
+      // a removal only shows after a snapshot that held D: each "no" follows a "yes"
+      assert.ok(r.seen || prev === true, 'rows alternate so that each removal is observable');
+      const m = await act(d, { action: ACT.MOVE, target: d.avatar, pos: [r.x, 0, r.z] }, `D: move to (${r.x}, ${r.z})`);
+      assert.equal(m.code, 0, errName(m.code));
+      await durableFor(d, m.seq, 'D: move');
+      if (r.seen) await C.until(() => (seenAt(r.x, r.z) ? true : undefined), `C sees D at (${r.x}, ${r.z}), cell ${r.cell}`);
+      else await C.until(() => (C.snap.current.has(d.avatar) ? undefined : true), `D at (${r.x}, ${r.z}), cell ${r.cell}, leaves C's snapshots`);
+      prev = r.seen;
+    }
+    // back to the spawn
+    for (const c of [C, d]) {
+      const b = await act(c, { action: ACT.MOVE, target: c.avatar, pos: [0, 0, 2] }, `${c.label}: back to the spawn`);
+      assert.equal(b.code, 0);
+    }
+    note(`     C in cell ${centre}: D seen or not at ${rows.map((r) => `(${r.x}, ${r.z}) ${r.seen ? 'yes' : 'no'}`).join(', ')}, as the page says`);
+  });
+
+  step('18.6 a server-to-client type and a POSE with ntrackers 9: ERROR OW_E_PROTO, SERVER_BYE 4, close', async () => {
+    const cases = [
+      { name: 'OK (0x82) sent by the client', msg: P.frame(MSG.OK, new P.Writer().u32(77).build()), req: 77 },
+      { name: 'SERVER_BYE (0x8c) sent by the client', msg: P.frame(MSG.SERVER_BYE, new P.Writer().u16(1).str16('').build()), req: 0 },
+      { name: 'POSE with ntrackers 9', req: 0, msg: (() => {
+        const w = new P.Writer().u8(0).u8(9).i32(0).i32(0).i32(0).u32(0xc0000000);
+        for (let i = 0; i < 9; i++) w.i16(0).i16(0).i16(0).u32(0xc0000000);
+        return P.frame(MSG.POSE, w.build());
+      })() },
+    ];
+    for (const k of cases) {
+      const c = newClient(`18.6 ${k.name}`);
+      await c.connect(url());
+      await hello(c);
+      c.send(k.msg);
+      const err = await c.take((m) => m.type === MSG.ERROR, `${k.name}: ERROR`);
+      assert.equal(err.code, D.PROTO, `${k.name}: ${errName(err.code)} "${err.text}"`);
+      assert.equal(err.req, k.req, `${k.name}: ERROR.req`);
+      const bye = await c.take((m) => m.type === MSG.SERVER_BYE, `${k.name}: SERVER_BYE`);
+      assert.equal(bye.reason, 4, `${k.name}: SERVER_BYE reason`);
+      await c.waitClosed();
+      note(`     ${k.name}: ERROR ${err.code} (req ${err.req}) "${err.text}", BYE ${bye.reason}`);
+    }
+  });
+
   step('7. SIGTERM: clients get EVENT (system, "restarting in ...") then SERVER_BYE 2; exit code 0', async () => {
     const live = [st.B, st.A2];
     const marks = live.map((c) => c.all.length);
@@ -722,5 +966,44 @@ describe('otherworld protocol (client written from docs/protocol.md)', () => {
     assert.equal(ex.signal, null, `server killed by ${ex.signal}`);
     assert.equal(ex.code, 0, `server exit code ${ex.code}`);
     note(`     server exited with code 0; last log line: ${server.stderr[server.stderr.length - 1] || ''}`);
+  });
+
+  step('18.7 undelivered DURABLE confirmations come right after RESUME\'s SESSION, before JOINED', async () => {
+    // Commits only at ticks, one a second: an action sent just after a tick is applied, its
+    // connection closed, and the frame made durable a second later, with no connection holding
+    // the session.
+    await startServer(['--tick_hz', '1', '--eager_commit', '0']);
+    const g = newClient('G');
+    await enterWorld(g, randName('nodeG'), 'password-G-' + crypto.randomBytes(4).toString('hex'));
+    const first = await act(g, { action: ACT.HARVEST, target: 0x7fffffff00000003n }, 'G: first action');
+    await durableFor(g, first.seq, 'G: first action'); // a tick has just committed
+    g.seq += 1n;
+    const seq = g.seq, req = g.nextReq++;
+    g.send(Buffer.concat([enc.action({ req, seq, action: ACT.HARVEST, target: 0x7fffffff00000003n }), enc.bye(BYE.NORMAL, 'leaving')]));
+    const applied = await g.until(() => g.all.find((m) => m.type === MSG.APPLIED && m.req === req), 'G: APPLIED before the close', WAIT_MS, true);
+    await g.waitClosed();
+    assert.ok(!g.all.some((m) => m.type === MSG.DURABLE && m.seqs.includes(seq)), 'not confirmed on the closed connection');
+    for (let i = 0; ; i++) {
+      const s = await httpStatus();
+      if (BigInt(s.durable_frame) >= applied.frame) break;
+      assert.ok(i < 100, `durable_frame ${s.durable_frame} did not reach ${applied.frame}`);
+      await sleep(100);
+    }
+    const g2 = newClient('G2');
+    await g2.connect(url());
+    await hello(g2);
+    const rr = g2.nextReq++, rj = g2.nextReq++;
+    g2.send(Buffer.concat([enc.resume(rr, g.session.token), enc.join(rj)]));
+    const s = await g2.take((m) => m.req === rr && (m.type === MSG.SESSION || m.type === MSG.ERROR), 'G2: SESSION');
+    assert.equal(s.type, MSG.SESSION, describeMsg(s));
+    assert.ok(s.lastSeq >= seq, `last_seq ${s.lastSeq}`);
+    const j = await g2.take((m) => m.req === rj && (m.type === MSG.JOINED || m.type === MSG.ERROR), 'G2: JOINED');
+    assert.equal(j.type, MSG.JOINED, describeMsg(j));
+    const iS = g2.all.indexOf(s), iJ = g2.all.indexOf(j);
+    const iD = g2.all.findIndex((m) => m.type === MSG.DURABLE && m.seqs.includes(seq));
+    assert.ok(iD >= 0, `no DURABLE for seq ${seq} after RESUME: ${g2.all.map(describeMsg).join(', ')}`);
+    assert.ok(iS < iD && iD < iJ, `DURABLE at ${iD}, SESSION at ${iS}, JOINED at ${iJ}`);
+    assert.equal(g2.all[iD].status, 0);
+    note(`     G: seq ${seq} applied in frame ${applied.frame}, connection closed; after RESUME: SESSION, DURABLE [${g2.all[iD].seqs}], then JOINED`);
   });
 });

@@ -323,6 +323,35 @@ static void test_views_in_turn(void **state) {
   ow_view_destroy(far);
 }
 
+/* A view that expects the player's avatar sends no snapshot until the mirror holds it within the
+ * area (a first login's avatar is not durable yet when JOIN is answered), then a full state with
+ * it and its inventory; later snapshots do not wait. */
+static void test_first_waits_for_self(void **state) {
+  fx *f = *state;
+  uint64_t sid;
+  ow_id avatar;
+  assert_int_equal(ow_zone_login(f->zone, 1, &sid, &avatar), 0);
+  ow_view_expect(f->view, avatar);
+  ow_cell origin = {0, 0};
+  seen s = update(f, origin, 1, 1);
+  assert_int_equal(s.chunks, 0); /* not durable yet */
+  seen_free(&s);
+  assert_int_equal(ow_zone_commit_sync(f->zone, false), 0);
+  s = update(f, (ow_cell){5, 0}, 1, 2);
+  assert_int_equal(s.chunks, 0); /* durable, but in cell (0, 0), outside cells 4..6 */
+  seen_free(&s);
+  s = update(f, origin, 1, 3);
+  assert_int_equal(s.base, 0);
+  assert_true(has(&s, avatar));
+  assert_int_equal(s.ids.len, ow_replica_count(f->rep)); /* the seed world, avatar, inventory */
+  ow_view_ack(f->view, s.id);
+  seen_free(&s);
+  move_to(f, sid, avatar, 1, 700);
+  s = update(f, origin, 1, 4);
+  assert_int_equal(s.removed.len, 2); /* the avatar and its inventory */
+  seen_free(&s);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_full_delta_confirmed, setup, teardown),
@@ -330,6 +359,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_removals_unacknowledged, setup, teardown),
       cmocka_unit_test_setup_teardown(test_chunks, setup, teardown),
       cmocka_unit_test_setup_teardown(test_views_in_turn, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_first_waits_for_self, setup, teardown),
   };
   return cmocka_run_group_tests_name("replica", tests, NULL, NULL);
 }
