@@ -198,7 +198,7 @@ int ow_proto_read_entity(ow_reader *r, ow_wire_entity *e) {
   e->hp = ow_rd_i32(r);
   e->count = ow_rd_u32(r);
   e->nprops = ow_rd_u8(r);
-  if (r->err || e->nprops > 16) return OW_E_PROTO;
+  if (r->err || e->nprops > OW_PROPS_MAX) return OW_E_PROTO;
   for (uint8_t i = 0; i < e->nprops; i++) {
     e->props[i].key = ow_rd_u16(r);
     e->props[i].type = ow_rd_u8(r);

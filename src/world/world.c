@@ -910,7 +910,7 @@ int ow_world_record_view(ow_world *w, const void *rec, size_t len, ow_record_vie
   v->hp = ow_rd_i32(&r);
   v->count = ow_rd_u32(&r);
   v->nprops = ow_rd_u8(&r);
-  if (r.err || v->nprops > 32) return OW_E_CORRUPT;
+  if (r.err || v->nprops > OW_PROPS_MAX) return OW_E_CORRUPT;
   for (uint8_t i = 0; i < v->nprops; i++) {
     size_t kl;
     const char *k = ow_rd_str16(&r, &kl);

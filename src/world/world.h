@@ -12,6 +12,7 @@
 
 #include "content/content.h"
 #include "core/core.h"
+#include "otherworld/protocol.h"
 
 typedef uint64_t ow_id;
 /* Ids are handed out one by one from 1 and never come near this bound: a larger stored id (or next
@@ -157,7 +158,7 @@ typedef struct ow_record_view {
         size_t n;
       } s;
     } v;
-  } props[32];
+  } props[OW_PROPS_MAX];
 } ow_record_view;
 
 /* Decodes an entity record (property names are added to the content's key table when new).
