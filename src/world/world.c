@@ -140,8 +140,6 @@ static uint32_t alloc_slot(ow_world *w) {
 
 /* ---- regions --------------------------------------------------------------------------------- */
 
-static uint64_t cell_key(int32_t x, int32_t z) { return ((uint64_t)(uint32_t)x << 32) | (uint32_t)z; }
-
 ow_cell ow_world_cell_of(const ow_world *w, const float pos[3]) {
   ow_cell c = {(int32_t)floorf(pos[0] / w->cfg.region_size),
                (int32_t)floorf(pos[2] / w->cfg.region_size)};
@@ -149,7 +147,7 @@ ow_cell ow_world_cell_of(const ow_world *w, const float pos[3]) {
 }
 
 static uint32_t region_get(ow_world *w, ow_cell c) {
-  uint64_t *v = ow_map_get(&w->region_of, cell_key(c.x, c.z));
+  uint64_t *v = ow_map_get(&w->region_of, ow_cell_key(c));
   if (v) return (uint32_t)(*v - 1);
   if (w->nregions == w->capregions) {
     w->capregions = w->capregions ? w->capregions * 2 : 16;
@@ -160,7 +158,7 @@ static uint32_t region_get(ow_world *w, ow_cell c) {
   r->z = c.z;
   r->head = OW_NONE;
   r->count = 0;
-  ow_map_set(&w->region_of, cell_key(c.x, c.z), w->nregions + 1);
+  ow_map_set(&w->region_of, ow_cell_key(c), w->nregions + 1);
   return w->nregions++;
 }
 
@@ -208,15 +206,8 @@ static void set_region(ow_world *w, uint32_t s, uint32_t reg) {
 }
 
 size_t ow_world_region_count(const ow_world *w, ow_cell cell) {
-  uint64_t *v = ow_map_get(&w->region_of, cell_key(cell.x, cell.z));
+  uint64_t *v = ow_map_get(&w->region_of, ow_cell_key(cell));
   return v ? w->regions[*v - 1].count : 0;
-}
-
-void ow_world_region_each(const ow_world *w, ow_cell cell, void (*fn)(void *, const ow_entity *),
-                          void *ud) {
-  uint64_t *v = ow_map_get(&w->region_of, cell_key(cell.x, cell.z));
-  if (!v) return;
-  for (uint32_t s = w->regions[*v - 1].head; s != OW_NONE; s = at(w, s)->rnext) fn(ud, at(w, s));
 }
 
 /* ---- create / destroy ------------------------------------------------------------------------- */
@@ -854,6 +845,19 @@ int ow_action_decode(ow_reader *r, ow_action *a) {
   for (int i = 0; i < 3; i++) a->xf.pos[i] = ow_rd_f32(r);
   for (int i = 0; i < 4; i++) a->xf.rot[i] = ow_rd_f32(r);
   for (int i = 0; i < 3; i++) a->xf.scale[i] = ow_rd_f32(r);
+  return r->err;
+}
+
+void ow_result_encode(const ow_result *res, ow_buf *out) {
+  ow_buf_i32(out, res->code);
+  ow_buf_u64(out, res->entity);
+  ow_buf_u32(out, res->count);
+}
+
+int ow_result_decode(ow_reader *r, ow_result *res) {
+  res->code = ow_rd_i32(r);
+  res->entity = ow_rd_u64(r);
+  res->count = ow_rd_u32(r);
   return r->err;
 }
 

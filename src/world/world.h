@@ -32,6 +32,7 @@ typedef struct ow_world_config {
 typedef struct ow_cell {
   int32_t x, z;
 } ow_cell;
+static inline uint64_t ow_cell_key(ow_cell c) { return ((uint64_t)(uint32_t)c.x << 32) | (uint32_t)c.z; }
 
 enum { OW_EF_DIRTY = 1, OW_EF_STREAM_DIRTY = 2 };
 #define OW_NONE UINT32_MAX
@@ -79,6 +80,13 @@ typedef struct ow_result {
   uint32_t count; /* units yielded, crafted or moved */
 } ow_result;
 
+/* The fixed 16-byte encoding of a result (little-endian), used by the zone's remembered results
+ * and frame records and by the wire protocol's APPLIED: i32 code, u64 entity, u32 count. decode
+ * returns the reader's sticky error. */
+#define OW_RESULT_SIZE 16
+void ow_result_encode(const ow_result *res, ow_buf *out);
+int ow_result_decode(ow_reader *r, ow_result *res);
+
 /* Creates an empty world over `content`, which must outlive it. */
 ow_world *ow_world_create(const ow_world_config *cfg, ow_content *content);
 void ow_world_destroy(ow_world *w);
@@ -96,12 +104,11 @@ void ow_world_set_next_id(ow_world *w, ow_id next);
 /* Calls fn for every live entity (unspecified order). */
 void ow_world_each(const ow_world *w, void (*fn)(void *ud, const ow_entity *e), void *ud);
 
-/* Region of an entity and the entities of one region (children included). */
+/* The cell of a region index, the cell a position lies in, and the number of entities of one
+ * region (children included). */
 ow_cell ow_world_region_cell(const ow_world *w, uint32_t region);
 ow_cell ow_world_cell_of(const ow_world *w, const float pos[3]);
 size_t ow_world_region_count(const ow_world *w, ow_cell cell);
-void ow_world_region_each(const ow_world *w, ow_cell cell,
-                          void (*fn)(void *ud, const ow_entity *e), void *ud);
 
 /* Creates an entity with a new id and the type's default hp and properties. parent must be 0 or
  * an existing entity. Marks it changed. Used for seeding and avatars; actions create their own. */
