@@ -1,6 +1,7 @@
 /*
  * world: the authoritative in-memory world of one zone: entities partitioned into regions, and
- * the built-in actions that change them, each validated completely before it changes anything.
+ * the actions that change them, rows of a table (actions.c), each validated completely before it
+ * changes anything.
  * It knows nothing of sessions, frames or storage; it records which entities changed so that the
  * zone can commit them, and it encodes/decodes entity records for the store.
  */
@@ -124,8 +125,33 @@ int ow_world_give(ow_world *w, ow_id container, uint16_t item, uint32_t n, ow_id
 /* Property access. get returns NULL when absent; the pointer is valid until the next change. */
 const ow_prop *ow_world_prop(const ow_entity *e, uint16_t key);
 
-/* Applies one action for `account` whose avatar is `avatar`. Always fills *res; returns res->code.
- * On failure nothing in the world changed. */
+/* Actions are rows of the world's action table (Redis's command table): the seven built-in ones
+ * (OW_ACT_*) are registered by ow_world_create; a later action (a Lua script, say) adds its own row.
+ * A row names the action, says how many bytes of arguments it reads and applies it. Every action
+ * still travels in the fixed layout of ow_action_encode, so arg_size is at most
+ * OW_ACTION_ARGS_SIZE, the bytes after the type (the built-in rows read them all). */
+#define OW_ACTION_ARGS_SIZE 62
+typedef struct ow_action_row {
+  uint8_t type;     /* 1..255: the action's type id, unique in the world */
+  const char *name; /* unique, non-empty, e.g. "move": must outlive the world (not copied) */
+  uint16_t arg_size;
+  /* Validates and applies `a` for `account`, whose avatar (owned by account) is `avatar`. Returns
+   * 0 and fills res->entity and res->count, or a negative OW_E_* reason. A row outside the world
+   * module reads `avatar` and changes the world only through the ow_world_* functions; a failing
+   * row must leave the world as it found it. */
+  int (*apply)(ow_world *w, ow_id account, ow_entity *avatar, const ow_action *a, ow_result *res);
+} ow_action_row;
+
+/* Adds a row to w's action table; the row is copied (its name is not). Returns 0, or OW_E_INVAL and
+ * changes nothing when the row is bad (type 0, no name or apply, arg_size above
+ * OW_ACTION_ARGS_SIZE) or its type id or name is taken (built-in rows included). */
+int ow_world_action_register(ow_world *w, const ow_action_row *row);
+/* The row of an action type, or NULL. Valid until the world is destroyed. */
+const ow_action_row *ow_world_action_row(const ow_world *w, uint8_t type);
+
+/* Applies one action for `account` whose avatar is `avatar` through its row. Always fills *res;
+ * returns res->code: OW_E_NO_AVATAR when avatar is not account's, OW_E_UNKNOWN_ACTION for a type
+ * with no row, else the row's result. On failure nothing in the world changed. */
 int ow_world_apply(ow_world *w, ow_id account, ow_id avatar, const ow_action *a, ow_result *res);
 
 /* Latest-value-wins transform stream (avatar pose, held objects): validated like a move, applied

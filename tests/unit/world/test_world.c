@@ -430,6 +430,66 @@ static void test_give(void **state) {
   assert_int_equal(totals[wood], 180);
 }
 
+/* A row added at runtime (as a Lua action will be): plants a tree where the action says. */
+static int plant(ow_world *w, ow_id account, ow_entity *avatar, const ow_action *a, ow_result *res) {
+  (void)avatar;
+  int tree = ow_content_type_id(ow_world_content(w), "tree", 4);
+  ow_id id;
+  int rc = ow_world_spawn(w, (uint16_t)tree, account, 0, &a->xf, &id);
+  if (rc) return rc;
+  res->entity = id;
+  res->count = 1;
+  return 0;
+}
+
+static void test_action_table(void **state) {
+  fx *f = *state;
+  const ow_action_row *move = ow_world_action_row(f->w, OW_ACT_MOVE);
+  assert_non_null(move);
+  assert_string_equal(move->name, "move");
+  assert_null(ow_world_action_row(f->w, 100));
+
+  /* Bad rows and taken ids or names are refused, and the table is unchanged. */
+  ow_action_row bad[] = {
+      {0, "plant", 0, plant},                         /* type 0 */
+      {100, NULL, 0, plant},                          /* no name */
+      {100, "", 0, plant},                            /* empty name */
+      {100, "plant", 0, NULL},                        /* no function */
+      {100, "plant", OW_ACTION_ARGS_SIZE + 1, plant}, /* arguments larger than the layout */
+      {OW_ACT_MOVE, "plant", 0, plant},               /* a built-in's id */
+      {100, "build", 0, plant},                       /* a built-in's name */
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    assert_int_equal(ow_world_action_register(f->w, &bad[i]), OW_E_INVAL);
+  assert_null(ow_world_action_row(f->w, 100));
+  assert_ptr_equal(ow_world_action_row(f->w, OW_ACT_MOVE)->apply, move->apply);
+  assert_int_equal(ow_world_action_register(f->w, NULL), OW_E_INVAL);
+
+  ow_action_row row = {100, "plant", OW_ACTION_ARGS_SIZE, plant};
+  assert_int_equal(ow_world_action_register(f->w, &row), 0);
+  assert_int_equal(ow_world_action_register(f->w, &row), OW_E_INVAL); /* now taken */
+  size_t n = ow_world_count(f->w);
+  ow_action a = {.type = 100};
+  ow_transform_identity(&a.xf);
+  a.xf.pos[0] = 40;
+  ow_result r = act(f, f->p1, a);
+  assert_int_equal(r.code, 0);
+  assert_int_equal(r.count, 1);
+  const ow_entity *e = ow_world_get(f->w, r.entity);
+  assert_non_null(e);
+  assert_int_equal(e->type, type_id(f, "tree"));
+  assert_int_equal(e->owner, f->p1);
+  assert_true(e->xf.pos[0] == 40);
+  assert_int_equal(ow_world_count(f->w), n + 1);
+
+  /* A type without a row is refused as before, and the avatar is still checked first. */
+  a.type = 101;
+  assert_int_equal(act(f, f->p1, a).code, OW_E_UNKNOWN_ACTION);
+  a.type = 100;
+  ow_result r2;
+  assert_int_equal(ow_world_apply(f->w, f->p1, f->a2, &a, &r2), OW_E_NO_AVATAR);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_transfer_split_merge, setup, teardown),
@@ -439,6 +499,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_change_tracking, setup, teardown),
       cmocka_unit_test_setup_teardown(test_records, setup, teardown),
       cmocka_unit_test_setup_teardown(test_give, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_action_table, setup, teardown),
   };
   return cmocka_run_group_tests_name("world", tests, NULL, NULL);
 }
