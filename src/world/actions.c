@@ -97,7 +97,7 @@ static ow_id plan_apply(ow_world *w, plan *p) {
       if (x->count == 0) {
         world_destroy(w, s);
       } else if (x->count != x->orig) {
-        at(w, s)->count = x->count;
+        world_set_count(w, s, x->count);
         mark(w, at(w, s));
       }
     } else if (x->count) {
@@ -137,8 +137,10 @@ static int act_move(ow_world *w, ow_id account, ow_entity *av, const ow_action *
   if (!may_use(account, e)) return OW_E_FORBIDDEN;
   if (!finite_in_bounds(w, &a->xf)) return OW_E_OUT_OF_BOUNDS;
   if (e != av && !reaches(w, av, e)) return OW_E_TOO_FAR;
-  memcpy(e->xf.pos, a->xf.pos, sizeof e->xf.pos);
-  memcpy(e->xf.rot, a->xf.rot, sizeof e->xf.rot);
+  ow_transform xf = e->xf;
+  memcpy(xf.pos, a->xf.pos, sizeof xf.pos);
+  memcpy(xf.rot, a->xf.rot, sizeof xf.rot);
+  world_set_xf(w, s, &xf);
   world_set_region(w, s, world_region_get(w, ow_world_cell_of(w, e->xf.pos)));
   mark(w, e);
   r->entity = e->id;
@@ -160,7 +162,7 @@ static int act_harvest(ow_world *w, ow_id account, ow_entity *av, const ow_actio
   if (rc) return rc;
   r->entity = plan_apply(w, p);
   r->count = t->yield_count;
-  node->hp -= t->harvest_damage < node->hp ? t->harvest_damage : node->hp;
+  world_set_hp(w, s, node->hp - (t->harvest_damage < node->hp ? t->harvest_damage : node->hp));
   if (node->hp <= 0)
     world_destroy(w, s);
   else
@@ -231,7 +233,7 @@ static int act_transfer(ow_world *w, ow_id account, ow_entity *av, const ow_acti
   if (a->count == stack->count) {
     world_destroy(w, s);
   } else {
-    stack->count -= a->count;
+    world_set_count(w, s, stack->count - a->count);
     mark(w, stack);
   }
   r->entity = plan_apply(w, pd);
@@ -258,10 +260,10 @@ static int act_interact(ow_world *w, ow_id account, ow_entity *av, const ow_acti
   }
   uint32_t as = slot_of(w, av);
   if (av->parent == e->id) { /* leave the vehicle: stand where it is */
-    world_child_unlink(w, s, as);
-    av->parent = 0;
-    av->sibling = OW_NONE;
-    memcpy(av->xf.pos, e->xf.pos, sizeof av->xf.pos);
+    world_reparent(w, as, OW_NONE);
+    ow_transform xf = av->xf;
+    memcpy(xf.pos, e->xf.pos, sizeof xf.pos);
+    world_set_xf(w, as, &xf);
     world_set_region(w, as, world_region_get(w, ow_world_cell_of(w, av->xf.pos)));
     mark(w, av);
     r->count = 0;
@@ -269,8 +271,7 @@ static int act_interact(ow_world *w, ow_id account, ow_entity *av, const ow_acti
   }
   if (av->parent) return OW_E_NOT_INTERACTIVE; /* seated elsewhere */
   if (riders(w, e) >= t->seats) return OW_E_FULL;
-  av->parent = e->id;
-  world_child_link(w, s, as);
+  world_reparent(w, as, s);
   world_set_region(w, as, e->region);
   mark(w, av);
   r->count = 1;
@@ -339,8 +340,16 @@ int ow_world_apply(ow_world *w, ow_id account, ow_id avatar, const ow_action *a,
     rc = OW_E_NO_AVATAR;
   else if (!row->apply)
     rc = OW_E_UNKNOWN_ACTION;
-  else
+  else {
+    /* All or nothing is the engine's: whatever a failing row changed is rolled back. */
+    world_savepoint sp;
+    world_begin(w, &sp);
     rc = row->apply(w, account, at(w, as), a, res);
+    if (rc)
+      world_rollback(w, &sp);
+    else
+      world_commit(w, &sp);
+  }
   if (rc) {
     res->entity = a->target;
     res->count = 0;

@@ -120,6 +120,10 @@ static void region_link(ow_world *w, uint32_t s, uint32_t reg) {
 void world_set_region(ow_world *w, uint32_t s, uint32_t reg) {
   ow_entity *e = at(w, s);
   if (e->region != reg) {
+    if (w->undo_depth) {
+      undo u = {.op = U_REGION, .slot = s, .v.u = e->region};
+      OW_VEC_PUSH(w->undo, u);
+    }
     region_unlink(w, s);
     region_link(w, s, reg);
     mark(w, e);
@@ -170,6 +174,7 @@ void ow_world_destroy(ow_world *w) {
   OW_VEC_FREE(w->dirty);
   OW_VEC_FREE(w->sdirty);
   OW_VEC_FREE(w->tombs);
+  OW_VEC_FREE(w->undo);
   for (int i = 0; i < 2; i++) ow_free(w->plans[i].s);
   ow_free(w);
 }
@@ -225,7 +230,12 @@ static ow_props *props_dup(ow_world *w, const ow_prop *src, uint16_t n) {
 /* Creates an entity in a fresh slot (id given) and links it under its parent and region. */
 static uint32_t create(ow_world *w, ow_id id, uint16_t type, ow_id owner, uint32_t parent,
                        uint32_t reg) {
+  bool fresh = w->free_head == OW_NONE;
   uint32_t s = alloc_slot(w);
+  if (w->undo_depth) {
+    undo u = {.op = U_CREATE, .slot = s, .v.u = fresh};
+    OW_VEC_PUSH(w->undo, u);
+  }
   ow_entity *e = at(w, s);
   memset(e, 0, sizeof *e);
   e->id = id;
@@ -279,7 +289,13 @@ void world_destroy(ow_world *w, uint32_t s) {
   region_unlink(w, s);
   if (e->parent) world_child_unlink(w, find(w, e->parent), s);
   index_del(w, e->id);
-  props_free(w, e->props);
+  if (w->undo_depth) {
+    /* Its properties stay allocated in the undo entry until the action commits. */
+    undo u = {.op = U_DESTROY, .slot = s, .v.e = *e};
+    OW_VEC_PUSH(w->undo, u);
+  } else {
+    props_free(w, e->props);
+  }
   e->props = NULL;
   e->id = 0;
   e->sibling = w->free_head;
@@ -300,7 +316,11 @@ void world_prop_set_int(ow_world *w, ow_entity *e, uint16_t key, int64_t v) {
   ow_props *p = e->props;
   for (uint16_t i = 0; p && i < p->n; i++)
     if (p->p[i].key == key) {
-      if (p->p[i].type == OW_PROP_STRING) {
+      if (w->undo_depth) {
+        /* The old value (a string stays allocated) goes to the undo entry. */
+        undo u = {.op = U_PROP, .slot = slot_of(w, e), .v.prop = {true, p->p[i]}};
+        OW_VEC_PUSH(w->undo, u);
+      } else if (p->p[i].type == OW_PROP_STRING) {
         w->props_bytes -= strlen(p->p[i].v.s) + 1;
         ow_free(p->p[i].v.s);
       }
@@ -317,10 +337,153 @@ void world_prop_set_int(ow_world *w, ow_entity *e, uint16_t key, int64_t v) {
     w->props_bytes += sizeof(ow_props) + cap * sizeof(ow_prop) - old;
     e->props = p;
   }
+  if (w->undo_depth) {
+    undo u = {.op = U_PROP, .slot = slot_of(w, e), .v.prop = {false, {.key = key}}};
+    OW_VEC_PUSH(w->undo, u);
+  }
   p->p[p->n].key = key;
   p->p[p->n].type = OW_PROP_INT;
   p->p[p->n].v.i = v;
   p->n++;
+}
+
+void world_set_xf(ow_world *w, uint32_t s, const ow_transform *xf) {
+  if (w->undo_depth) {
+    undo u = {.op = U_XF, .slot = s, .v.xf = at(w, s)->xf};
+    OW_VEC_PUSH(w->undo, u);
+  }
+  at(w, s)->xf = *xf;
+}
+
+void world_set_count(ow_world *w, uint32_t s, uint32_t count) {
+  if (w->undo_depth) {
+    undo u = {.op = U_COUNT, .slot = s, .v.u = at(w, s)->count};
+    OW_VEC_PUSH(w->undo, u);
+  }
+  at(w, s)->count = count;
+}
+
+void world_set_hp(ow_world *w, uint32_t s, int32_t hp) {
+  if (w->undo_depth) {
+    undo u = {.op = U_HP, .slot = s, .v.hp = at(w, s)->hp};
+    OW_VEC_PUSH(w->undo, u);
+  }
+  at(w, s)->hp = hp;
+}
+
+/* Without recording: the undo of a reparent is a reparent. */
+static void reparent(ow_world *w, uint32_t s, uint32_t p) {
+  ow_entity *e = at(w, s);
+  if (e->parent) world_child_unlink(w, find(w, e->parent), s);
+  e->sibling = OW_NONE;
+  e->parent = p == OW_NONE ? 0 : at(w, p)->id;
+  if (p != OW_NONE) world_child_link(w, p, s);
+}
+
+void world_reparent(ow_world *w, uint32_t s, uint32_t p) {
+  if (w->undo_depth) {
+    undo u = {.op = U_PARENT, .slot = s, .v.parent = at(w, s)->parent};
+    OW_VEC_PUSH(w->undo, u);
+  }
+  reparent(w, s, p);
+}
+
+/* ---- the undo log ---------------------------------------------------------------------------- */
+
+void world_begin(ow_world *w, world_savepoint *sp) {
+  sp->undo = w->undo.len;
+  sp->dirty = w->dirty.len;
+  sp->tombs = w->tombs.len;
+  sp->next_id = w->next_id;
+  w->undo_depth++;
+}
+
+static void undo_one(ow_world *w, const undo *u) {
+  ow_entity *e = at(w, u->slot);
+  switch (u->op) {
+  case U_CREATE: /* later entries, its children included, are already reversed */
+    OW_ASSERT(e->child == OW_NONE);
+    region_unlink(w, u->slot);
+    if (e->parent) world_child_unlink(w, find(w, e->parent), u->slot);
+    index_del(w, e->id);
+    props_free(w, e->props);
+    e->props = NULL;
+    e->id = 0;
+    w->live--;
+    if (u->v.u && u->slot == w->hwm - 1) {
+      w->hwm--;
+    } else {
+      e->sibling = w->free_head;
+      w->free_head = u->slot;
+    }
+    break;
+  case U_DESTROY: /* the free list is as the destroy left it: its slot is on top */
+    OW_ASSERT(w->free_head == u->slot);
+    w->free_head = e->sibling;
+    *e = u->v.e;
+    w->live++;
+    index_put(w, e->id, u->slot);
+    region_link(w, u->slot, e->region);
+    e->sibling = OW_NONE;
+    if (e->parent) world_child_link(w, find(w, e->parent), u->slot);
+    break;
+  case U_XF: e->xf = u->v.xf; break;
+  case U_COUNT: e->count = u->v.u; break;
+  case U_HP: e->hp = u->v.hp; break;
+  case U_PARENT: reparent(w, u->slot, u->v.parent ? find(w, u->v.parent) : OW_NONE); break;
+  case U_REGION:
+    region_unlink(w, u->slot);
+    region_link(w, u->slot, u->v.u);
+    break;
+  case U_PROP:
+    for (uint16_t i = 0; i < e->props->n; i++)
+      if (e->props->p[i].key == u->v.prop.old.key) {
+        if (e->props->p[i].type == OW_PROP_STRING) {
+          w->props_bytes -= strlen(e->props->p[i].v.s) + 1;
+          ow_free(e->props->p[i].v.s);
+        }
+        if (u->v.prop.had) {
+          e->props->p[i] = u->v.prop.old;
+        } else {
+          OW_ASSERT(i == e->props->n - 1); /* appended last; later appends are reversed */
+          e->props->n--;
+        }
+        break;
+      }
+    break;
+  default: OW_ASSERT(0);
+  }
+}
+
+void world_rollback(ow_world *w, const world_savepoint *sp) {
+  OW_ASSERT(w->undo_depth > 0);
+  while (w->undo.len > sp->undo) undo_one(w, &w->undo.v[--w->undo.len]);
+  /* Entities first marked since the savepoint were not marked before it: unmark those that
+   * still exist (the rest were created since, and are gone again). */
+  for (size_t i = sp->dirty; i < w->dirty.len; i++) {
+    uint32_t s = find(w, w->dirty.v[i]);
+    if (s != OW_NONE) at(w, s)->flags &= (uint16_t)~OW_EF_DIRTY;
+  }
+  w->dirty.len = sp->dirty;
+  w->tombs.len = sp->tombs;
+  w->next_id = sp->next_id;
+  w->undo_depth--;
+}
+
+void world_commit(ow_world *w, const world_savepoint *sp) {
+  (void)sp;
+  OW_ASSERT(w->undo_depth > 0);
+  if (--w->undo_depth) return; /* an enclosing action may still roll this one back */
+  for (size_t i = 0; i < w->undo.len; i++) {
+    undo *u = &w->undo.v[i];
+    if (u->op == U_DESTROY) {
+      props_free(w, u->v.e.props);
+    } else if (u->op == U_PROP && u->v.prop.had && u->v.prop.old.type == OW_PROP_STRING) {
+      w->props_bytes -= strlen(u->v.prop.old.v.s) + 1;
+      ow_free(u->v.prop.old.v.s);
+    }
+  }
+  w->undo.len = 0;
 }
 
 int ow_world_stream(ow_world *w, ow_id account, ow_id avatar, ow_id entity, const ow_transform *xf) {

@@ -40,6 +40,24 @@ typedef struct tomb {
   uint32_t region;
 } tomb;
 
+/* One undo entry: how to reverse one mutation made while an action runs (see world_begin). */
+enum { U_CREATE = 1, U_DESTROY, U_XF, U_COUNT, U_HP, U_PARENT, U_REGION, U_PROP };
+typedef struct undo {
+  uint8_t op;
+  uint32_t slot;
+  union {
+    ow_entity e;     /* U_DESTROY: the entity as it was, its properties still allocated */
+    ow_transform xf; /* U_XF */
+    uint32_t u;      /* U_COUNT, U_REGION: old value; U_CREATE: 1 if the slot came from hwm */
+    int32_t hp;      /* U_HP */
+    ow_id parent;    /* U_PARENT */
+    struct {
+      bool had;   /* the key existed (old holds it) or was appended */
+      ow_prop old;
+    } prop;
+  } v;
+} undo;
+
 struct ow_world {
   ow_world_config cfg;
   ow_content *content;
@@ -63,6 +81,9 @@ struct ow_world {
   OW_VEC(tomb) tombs;
   size_t props_bytes;
   plan plans[2];
+  /* the undo log of the running action(s), reused: see world_begin */
+  OW_VEC(undo) undo;
+  uint32_t undo_depth;
   /* the action table, indexed by type id; a row with apply == NULL is free */
   ow_action_row actions[256];
 };
@@ -156,6 +177,28 @@ uint32_t world_spawn(ow_world *w, uint16_t type, ow_id owner, uint32_t parent, c
 /* Destroys a childless entity; a stored one leaves a tombstone for the next drain. */
 void world_destroy(ow_world *w, uint32_t s);
 void world_prop_set_int(ow_world *w, ow_entity *e, uint16_t key, int64_t v);
+
+/* Mutations of fields an action changes: each records its undo entry while an action runs. They do
+ * not mark the entity; the caller does. */
+void world_set_xf(ow_world *w, uint32_t s, const ow_transform *xf);
+void world_set_count(ow_world *w, uint32_t s, uint32_t count);
+void world_set_hp(ow_world *w, uint32_t s, int32_t hp);
+/* Moves entity s under parent slot p (OW_NONE: into the world); its region is left to the caller. */
+void world_reparent(ow_world *w, uint32_t s, uint32_t p);
+
+/* The undo log. world_begin opens a savepoint before an action runs: from then on every mutation
+ * above (and create, destroy, region and property changes, the next id) records how to reverse
+ * itself in a buffer the world reuses, so steady state allocates nothing. world_rollback reverses
+ * everything since the savepoint, change tracking included (the dirty list, tombstones and flags
+ * are as they were); world_commit keeps it. Savepoints nest (an action may apply others); memory
+ * that a destroy or a property change would free is released when the outermost one commits. */
+typedef struct world_savepoint {
+  size_t undo, dirty, tombs;
+  ow_id next_id;
+} world_savepoint;
+void world_begin(ow_world *w, world_savepoint *sp);
+void world_rollback(ow_world *w, const world_savepoint *sp);
+void world_commit(ow_world *w, const world_savepoint *sp);
 
 /* ---- actions (actions.c) ---- */
 
