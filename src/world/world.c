@@ -487,6 +487,8 @@ void world_commit(ow_world *w, const world_savepoint *sp) {
 }
 
 int ow_world_stream(ow_world *w, ow_id account, ow_id avatar, ow_id entity, const ow_transform *xf) {
+  /* A stream is not part of any action and is never rolled back: an action row may not use it. */
+  if (w->undo_depth) return OW_E_STATE;
   uint32_t as = find(w, avatar), s = find(w, entity);
   if (as == OW_NONE || at(w, as)->owner != account) return OW_E_NO_AVATAR;
   if (s == OW_NONE) return OW_E_NOT_FOUND;

@@ -38,7 +38,7 @@ static inline uint64_t ow_cell_key(ow_cell c) { return ((uint64_t)(uint32_t)c.x 
 enum { OW_EF_DIRTY = 1, OW_EF_STREAM_DIRTY = 2 };
 #define OW_NONE UINT32_MAX
 
-/* An entity. Other modules read it through ow_world_get(); only world.c writes it. */
+/* An entity. Other modules read it through ow_world_get(); only world.c and actions.c write it. */
 typedef struct ow_entity {
   ow_id id;     /* 0 marks a free slot */
   ow_id owner;  /* account id, 0 = public */
@@ -155,7 +155,8 @@ const ow_action_row *ow_world_action_row(const ow_world *w, uint8_t type);
 int ow_world_apply(ow_world *w, ow_id account, ow_id avatar, const ow_action *a, ow_result *res);
 
 /* Latest-value-wins transform stream (avatar pose, held objects): validated like a move, applied
- * at once, never logged; the entity is written at the next checkpoint. */
+ * at once, never logged; the entity is written at the next checkpoint. OW_E_STATE when called from
+ * an action row (a stream is never rolled back, so it cannot be part of an action). */
 int ow_world_stream(ow_world *w, ow_id account, ow_id avatar, ow_id entity, const ow_transform *xf);
 
 /* Change tracking. drain calls put() for every entity changed by actions since the last drain

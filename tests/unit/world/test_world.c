@@ -553,6 +553,8 @@ static int botch(ow_world *w, ow_id account, ow_entity *avatar, const ow_action 
   ow_transform_identity(&mv.xf);
   mv.xf.pos[0] = 300; /* another region, with the inventory and its stacks */
   sub_act(w, account, av, mv);
+  /* A stream cannot be part of an action: it would never be rolled back. */
+  assert_int_equal(ow_world_stream(w, account, av, av, &t), OW_E_STATE);
   /* A failed nested action rolls back only itself. */
   ow_result r;
   assert_int_equal(ow_world_apply(w, account, av, &(ow_action){.type = OW_ACT_DESTROY, .target = f->inv1}, &r),
