@@ -83,6 +83,11 @@ enum { OW_EVENT_CHAT = 1, OW_EVENT_SYSTEM = 2 };
 enum { OW_BONE_HEAD = 0, OW_BONE_LEFT_HAND = 1, OW_BONE_RIGHT_HAND = 2, OW_BONE_FIXED_ = 3 };
 #define OW_POSE_MAX_TRACKERS 8
 
+/* Properties one entity may carry. A snapshot's entity state counts them in a u8 and every client
+ * decodes at most this many, so the content loader, the stored entity records and the wire all use
+ * this one limit: content whose entities could exceed it is refused at load. */
+#define OW_PROPS_MAX 16
+
 #define OW_TOKEN_LEN 32
 #define OW_NAME_MIN_LEN 3
 #define OW_NAME_MAX_LEN 32

@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "otherworld/protocol.h"
+
 typedef struct parser {
   ow_content *c;
   char *err;
@@ -127,7 +129,11 @@ static int itemcounts(parser *p, json_t *v, const char *where, ow_itemcount **ou
 
 static int props(parser *p, json_t *v, const char *where, ow_prop **out, uint16_t *n) {
   if (!json_is_object(v)) return fail(p, "%s: expected an object", where);
-  if (json_object_size(v) > 32) return fail(p, "%s: more than 32 properties", where);
+  /* Every property of an entity reaches clients in its snapshot state, which carries at most
+   * OW_PROPS_MAX: more would be dropped on the way, so such content is refused here. */
+  if (json_object_size(v) > OW_PROPS_MAX)
+    return fail(p, "%s: %zu properties, more than the %d an entity can carry (OW_PROPS_MAX)", where,
+                json_object_size(v), OW_PROPS_MAX);
   *out = ow_calloc(json_object_size(v) ? json_object_size(v) : 1, sizeof **out);
   *n = 0;
   const char *k;
@@ -248,6 +254,11 @@ static int parse_type_body(parser *p, json_t *t, uint16_t id) {
     char w[160];
     snprintf(w, sizeof w, "%s.props", where);
     if (props(p, pr, w, &ty->props, &ty->nprops)) return OW_E_CONTENT;
+    /* Interacting with a door adds its "open" property when the defaults lack it. */
+    bool has_open = json_object_get(pr, "open") != NULL;
+    if (ty->door && !has_open && ty->nprops >= OW_PROPS_MAX)
+      return fail(p, "%s: a door needs room for its 'open' property: at most %d others, or give "
+                  "'open' a default", w, OW_PROPS_MAX - 1);
   }
   return 0;
 }

@@ -198,7 +198,7 @@ int ow_proto_read_entity(ow_reader *r, ow_wire_entity *e) {
   e->hp = ow_rd_i32(r);
   e->count = ow_rd_u32(r);
   e->nprops = ow_rd_u8(r);
-  if (r->err || e->nprops > 16) return OW_E_PROTO;
+  if (r->err || e->nprops > OW_PROPS_MAX) return OW_E_PROTO;
   for (uint8_t i = 0; i < e->nprops; i++) {
     e->props[i].key = ow_rd_u16(r);
     e->props[i].type = ow_rd_u8(r);
@@ -313,9 +313,7 @@ void ow_proto_encode(ow_buf *out, const ow_msg *m) {
   case OW_MSG_APPLIED:
     ow_buf_u32(out, m->req);
     ow_buf_u64(out, m->u.applied.seq);
-    ow_buf_i32(out, m->u.applied.result.code);
-    ow_buf_u64(out, m->u.applied.result.entity);
-    ow_buf_u32(out, m->u.applied.result.count);
+    ow_result_encode(&m->u.applied.result, out);
     ow_buf_u64(out, m->u.applied.frame);
     ow_buf_u8(out, m->u.applied.replayed);
     break;
@@ -439,9 +437,7 @@ int ow_proto_decode(const uint8_t *p, size_t n, size_t *used, ow_msg *m, char *e
   case OW_MSG_APPLIED:
     m->req = ow_rd_u32(&r);
     m->u.applied.seq = ow_rd_u64(&r);
-    m->u.applied.result.code = ow_rd_i32(&r);
-    m->u.applied.result.entity = ow_rd_u64(&r);
-    m->u.applied.result.count = ow_rd_u32(&r);
+    ow_result_decode(&r, &m->u.applied.result);
     m->u.applied.frame = ow_rd_u64(&r);
     m->u.applied.replayed = ow_rd_u8(&r);
     break;

@@ -114,7 +114,7 @@ typedef struct ow_wire_entity {
       uint64_t ref;
       ow_str s;
     } v;
-  } props[16];
+  } props[OW_PROPS_MAX];
 } ow_wire_entity;
 void ow_proto_put_entity(ow_buf *out, const ow_wire_entity *e);
 int ow_proto_read_entity(ow_reader *r, ow_wire_entity *e);

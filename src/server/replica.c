@@ -284,7 +284,9 @@ static bool to_wire(ow_replica *r, const ment *m, ow_wire_entity *e) {
   e->rot = ow_quat_pack(rv.xf.rot);
   e->hp = rv.hp;
   e->count = rv.count;
-  e->nprops = rv.nprops > 16 ? 16 : rv.nprops;
+  /* The content loader and the record decoder both hold entities to OW_PROPS_MAX properties. */
+  OW_ASSERT(rv.nprops <= OW_PROPS_MAX);
+  e->nprops = rv.nprops;
   for (uint8_t i = 0; i < e->nprops; i++) {
     e->props[i].key = rv.props[i].key;
     e->props[i].type = rv.props[i].type;

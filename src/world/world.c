@@ -1,90 +1,14 @@
-/* world: entities, regions and the built-in actions. See world.h and docs/world.md. */
+/* world: entities, regions, change tracking and entity records. The actions are in actions.c.
+ * See world.h and docs/world.md. */
 #include "world/world.h"
 
 #include <math.h>
 #include <stdlib.h>
 
 #include "otherworld/protocol.h"
-
-#define CHUNK_BITS 12
-#define CHUNK_SIZE (1u << CHUNK_BITS)
-
-typedef struct region {
-  int32_t x, z;
-  uint32_t head;
-  uint32_t count;
-} region;
-
-/* One stack in a container plan: the planned count of an existing stack (id != 0) or of a stack to
- * create (id == 0). */
-typedef struct pslot {
-  ow_id id;
-  uint16_t type;
-  uint32_t count, orig;
-} pslot;
-
-typedef struct plan {
-  ow_entity *c;
-  pslot *s;
-  size_t n, cap;
-  size_t first_recv; /* slot that received units first, or SIZE_MAX */
-} plan;
-
-typedef struct tomb {
-  ow_id id;
-  uint32_t region;
-} tomb;
-
-struct ow_world {
-  ow_world_config cfg;
-  ow_content *content;
-  /* entity pool: fixed-size chunks so that entity pointers never move */
-  ow_entity **chunks;
-  uint32_t nchunks;
-  uint32_t hwm;       /* slots ever used */
-  uint32_t free_head; /* free slots linked through .sibling */
-  size_t live;
-  /* id -> slot index + 1; open addressing, linear probing */
-  uint32_t *index;
-  size_t index_cap;
-  ow_id next_id;
-  /* regions */
-  region *regions;
-  uint32_t nregions, capregions;
-  ow_map region_of; /* packed cell -> region index + 1 */
-  /* change tracking */
-  OW_VEC(ow_id) dirty;
-  OW_VEC(ow_id) sdirty;
-  OW_VEC(tomb) tombs;
-  size_t props_bytes;
-  plan plans[2];
-};
+#include "world/world_int.h"
 
 /* ---- pool and index -------------------------------------------------------------------------- */
-
-static inline ow_entity *at(const ow_world *w, uint32_t i) {
-  return &w->chunks[i >> CHUNK_BITS][i & (CHUNK_SIZE - 1)];
-}
-
-static inline uint32_t slot_of(const ow_world *w, const ow_entity *e) {
-  /* Entities carry no back-index; the index map gives it. */
-  size_t mask = w->index_cap - 1;
-  for (size_t i = ow_hash64(e->id) & mask;; i = (i + 1) & mask) {
-    uint32_t s = w->index[i];
-    OW_ASSERT(s != 0);
-    if (at(w, s - 1) == e) return s - 1;
-  }
-}
-
-static uint32_t find(const ow_world *w, ow_id id) {
-  if (!id || !w->index_cap) return OW_NONE;
-  size_t mask = w->index_cap - 1;
-  for (size_t i = ow_hash64(id) & mask;; i = (i + 1) & mask) {
-    uint32_t s = w->index[i];
-    if (!s) return OW_NONE;
-    if (at(w, s - 1)->id == id) return s - 1;
-  }
-}
 
 static void index_put(ow_world *w, ow_id id, uint32_t slot);
 
@@ -140,16 +64,14 @@ static uint32_t alloc_slot(ow_world *w) {
 
 /* ---- regions --------------------------------------------------------------------------------- */
 
-static uint64_t cell_key(int32_t x, int32_t z) { return ((uint64_t)(uint32_t)x << 32) | (uint32_t)z; }
-
 ow_cell ow_world_cell_of(const ow_world *w, const float pos[3]) {
   ow_cell c = {(int32_t)floorf(pos[0] / w->cfg.region_size),
                (int32_t)floorf(pos[2] / w->cfg.region_size)};
   return c;
 }
 
-static uint32_t region_get(ow_world *w, ow_cell c) {
-  uint64_t *v = ow_map_get(&w->region_of, cell_key(c.x, c.z));
+uint32_t world_region_get(ow_world *w, ow_cell c) {
+  uint64_t *v = ow_map_get(&w->region_of, ow_cell_key(c));
   if (v) return (uint32_t)(*v - 1);
   if (w->nregions == w->capregions) {
     w->capregions = w->capregions ? w->capregions * 2 : 16;
@@ -160,7 +82,7 @@ static uint32_t region_get(ow_world *w, ow_cell c) {
   r->z = c.z;
   r->head = OW_NONE;
   r->count = 0;
-  ow_map_set(&w->region_of, cell_key(c.x, c.z), w->nregions + 1);
+  ow_map_set(&w->region_of, ow_cell_key(c), w->nregions + 1);
   return w->nregions++;
 }
 
@@ -191,32 +113,27 @@ static void region_link(ow_world *w, uint32_t s, uint32_t reg) {
   r->count++;
 }
 
-static void mark(ow_world *w, ow_entity *e);
-
 /* Moves an entity and everything it holds into region `reg`. Each entity that changes region is
  * marked changed for the next frame, even when a stream moved it: its store key moves to the new
  * region's prefix, and a subtree must never be stored split across two regions (a crash before a
  * checkpoint would make the split permanent). Only motion within a region waits for checkpoints. */
-static void set_region(ow_world *w, uint32_t s, uint32_t reg) {
+void world_set_region(ow_world *w, uint32_t s, uint32_t reg) {
   ow_entity *e = at(w, s);
   if (e->region != reg) {
+    if (w->undo_depth) {
+      undo u = {.op = U_REGION, .slot = s, .v.u = e->region};
+      OW_VEC_PUSH(w->undo, u);
+    }
     region_unlink(w, s);
     region_link(w, s, reg);
     mark(w, e);
   }
-  for (uint32_t c = e->child; c != OW_NONE; c = at(w, c)->sibling) set_region(w, c, reg);
+  for (uint32_t c = e->child; c != OW_NONE; c = at(w, c)->sibling) world_set_region(w, c, reg);
 }
 
 size_t ow_world_region_count(const ow_world *w, ow_cell cell) {
-  uint64_t *v = ow_map_get(&w->region_of, cell_key(cell.x, cell.z));
+  uint64_t *v = ow_map_get(&w->region_of, ow_cell_key(cell));
   return v ? w->regions[*v - 1].count : 0;
-}
-
-void ow_world_region_each(const ow_world *w, ow_cell cell, void (*fn)(void *, const ow_entity *),
-                          void *ud) {
-  uint64_t *v = ow_map_get(&w->region_of, cell_key(cell.x, cell.z));
-  if (!v) return;
-  for (uint32_t s = w->regions[*v - 1].head; s != OW_NONE; s = at(w, s)->rnext) fn(ud, at(w, s));
 }
 
 /* ---- create / destroy ------------------------------------------------------------------------- */
@@ -230,6 +147,7 @@ ow_world *ow_world_create(const ow_world_config *cfg, ow_content *content) {
   w->free_head = OW_NONE;
   w->next_id = 1;
   ow_map_init(&w->region_of);
+  world_actions_init(w);
   return w;
 }
 
@@ -256,6 +174,7 @@ void ow_world_destroy(ow_world *w) {
   OW_VEC_FREE(w->dirty);
   OW_VEC_FREE(w->sdirty);
   OW_VEC_FREE(w->tombs);
+  OW_VEC_FREE(w->undo);
   for (int i = 0; i < 2; i++) ow_free(w->plans[i].s);
   ow_free(w);
 }
@@ -282,26 +201,12 @@ size_t ow_world_bytes(const ow_world *w) {
          w->region_of.cap * 16 + w->props_bytes;
 }
 
-static void mark(ow_world *w, ow_entity *e) {
-  if (!(e->flags & OW_EF_DIRTY)) {
-    e->flags |= OW_EF_DIRTY;
-    OW_VEC_PUSH(w->dirty, e->id);
-  }
-}
-
-static void mark_stream(ow_world *w, ow_entity *e) {
-  if (!(e->flags & OW_EF_STREAM_DIRTY)) {
-    e->flags |= OW_EF_STREAM_DIRTY;
-    OW_VEC_PUSH(w->sdirty, e->id);
-  }
-}
-
-static void child_link(ow_world *w, uint32_t parent, uint32_t s) {
+void world_child_link(ow_world *w, uint32_t parent, uint32_t s) {
   at(w, s)->sibling = at(w, parent)->child;
   at(w, parent)->child = s;
 }
 
-static void child_unlink(ow_world *w, uint32_t parent, uint32_t s) {
+void world_child_unlink(ow_world *w, uint32_t parent, uint32_t s) {
   uint32_t *p = &at(w, parent)->child;
   while (*p != s) p = &at(w, *p)->sibling;
   *p = at(w, s)->sibling;
@@ -325,7 +230,12 @@ static ow_props *props_dup(ow_world *w, const ow_prop *src, uint16_t n) {
 /* Creates an entity in a fresh slot (id given) and links it under its parent and region. */
 static uint32_t create(ow_world *w, ow_id id, uint16_t type, ow_id owner, uint32_t parent,
                        uint32_t reg) {
+  bool fresh = w->free_head == OW_NONE;
   uint32_t s = alloc_slot(w);
+  if (w->undo_depth) {
+    undo u = {.op = U_CREATE, .slot = s, .v.u = fresh};
+    OW_VEC_PUSH(w->undo, u);
+  }
   ow_entity *e = at(w, s);
   memset(e, 0, sizeof *e);
   e->id = id;
@@ -338,16 +248,16 @@ static uint32_t create(ow_world *w, ow_id id, uint16_t type, ow_id owner, uint32
   index_put(w, id, s);
   if (parent != OW_NONE) {
     e->parent = at(w, parent)->id;
-    child_link(w, parent, s);
+    world_child_link(w, parent, s);
     reg = at(w, parent)->region;
   }
   region_link(w, s, reg);
   return s;
 }
 
-static uint32_t spawn(ow_world *w, uint16_t type, ow_id owner, uint32_t parent, const float pos[3]) {
+uint32_t world_spawn(ow_world *w, uint16_t type, ow_id owner, uint32_t parent, const float pos[3]) {
   const ow_type *t = &w->content->types[type];
-  uint32_t reg = parent == OW_NONE ? region_get(w, ow_world_cell_of(w, pos)) : 0;
+  uint32_t reg = parent == OW_NONE ? world_region_get(w, ow_world_cell_of(w, pos)) : 0;
   OW_ASSERT(w->next_id && w->next_id < 2 * OW_ID_MAX);
   uint32_t s = create(w, w->next_id++, type, owner, parent, reg);
   ow_entity *e = at(w, s);
@@ -363,13 +273,13 @@ int ow_world_spawn(ow_world *w, uint16_t type, ow_id owner, ow_id parent, const 
   if (type >= w->content->ntypes) return OW_E_UNKNOWN_TYPE;
   uint32_t ps = OW_NONE;
   if (parent && (ps = find(w, parent)) == OW_NONE) return OW_E_NOT_FOUND;
-  uint32_t s = spawn(w, type, owner, ps, xf->pos);
+  uint32_t s = world_spawn(w, type, owner, ps, xf->pos);
   at(w, s)->xf = *xf;
   if (out) *out = at(w, s)->id;
   return 0;
 }
 
-static void destroy(ow_world *w, uint32_t s) {
+void world_destroy(ow_world *w, uint32_t s) {
   ow_entity *e = at(w, s);
   OW_ASSERT(e->child == OW_NONE);
   if (e->stored_region != OW_NONE) {
@@ -377,9 +287,15 @@ static void destroy(ow_world *w, uint32_t s) {
     OW_VEC_PUSH(w->tombs, t);
   }
   region_unlink(w, s);
-  if (e->parent) child_unlink(w, find(w, e->parent), s);
+  if (e->parent) world_child_unlink(w, find(w, e->parent), s);
   index_del(w, e->id);
-  props_free(w, e->props);
+  if (w->undo_depth) {
+    /* Its properties stay allocated in the undo entry until the action commits. */
+    undo u = {.op = U_DESTROY, .slot = s, .v.e = *e};
+    OW_VEC_PUSH(w->undo, u);
+  } else {
+    props_free(w, e->props);
+  }
   e->props = NULL;
   e->id = 0;
   e->sibling = w->free_head;
@@ -396,11 +312,15 @@ const ow_prop *ow_world_prop(const ow_entity *e, uint16_t key) {
   return NULL;
 }
 
-static void prop_set_int(ow_world *w, ow_entity *e, uint16_t key, int64_t v) {
+void world_prop_set_int(ow_world *w, ow_entity *e, uint16_t key, int64_t v) {
   ow_props *p = e->props;
   for (uint16_t i = 0; p && i < p->n; i++)
     if (p->p[i].key == key) {
-      if (p->p[i].type == OW_PROP_STRING) {
+      if (w->undo_depth) {
+        /* The old value (a string stays allocated) goes to the undo entry. */
+        undo u = {.op = U_PROP, .slot = slot_of(w, e), .v.prop = {true, p->p[i]}};
+        OW_VEC_PUSH(w->undo, u);
+      } else if (p->p[i].type == OW_PROP_STRING) {
         w->props_bytes -= strlen(p->p[i].v.s) + 1;
         ow_free(p->p[i].v.s);
       }
@@ -417,363 +337,158 @@ static void prop_set_int(ow_world *w, ow_entity *e, uint16_t key, int64_t v) {
     w->props_bytes += sizeof(ow_props) + cap * sizeof(ow_prop) - old;
     e->props = p;
   }
+  if (w->undo_depth) {
+    undo u = {.op = U_PROP, .slot = slot_of(w, e), .v.prop = {false, {.key = key}}};
+    OW_VEC_PUSH(w->undo, u);
+  }
   p->p[p->n].key = key;
   p->p[p->n].type = OW_PROP_INT;
   p->p[p->n].v.i = v;
   p->n++;
 }
 
-/* ---- rules shared by every action -------------------------------------------------------------- */
-
-static inline const ow_type *type_of(const ow_world *w, const ow_entity *e) {
-  return &w->content->types[e->type];
-}
-
-/* The one place where ownership is decided: a player may act on what they own and on what
- * belongs to nobody. Items take the owner of the container that holds them. */
-static inline bool may_use(ow_id account, const ow_entity *e) {
-  return e->owner == 0 || e->owner == account;
-}
-
-static const ow_entity *root_of(const ow_world *w, const ow_entity *e) {
-  while (e->parent) e = at(w, find(w, e->parent));
-  return e;
-}
-
-static bool within(const ow_world *w, const float a[3], const float b[3]) {
-  if (w->cfg.reach <= 0) return true;
-  double dx = (double)a[0] - b[0], dy = (double)a[1] - b[1], dz = (double)a[2] - b[2];
-  return dx * dx + dy * dy + dz * dz <= (double)w->cfg.reach * w->cfg.reach;
-}
-
-/* Can the avatar reach entity e (measured between their roots)? */
-static bool reaches(const ow_world *w, const ow_entity *avatar, const ow_entity *e) {
-  return within(w, root_of(w, avatar)->xf.pos, root_of(w, e)->xf.pos);
-}
-
-static bool finite_in_bounds(const ow_world *w, const ow_transform *t) {
-  for (int i = 0; i < 3; i++)
-    if (!isfinite(t->pos[i]) || fabsf(t->pos[i]) > w->cfg.bound) return false;
-  for (int i = 0; i < 4; i++)
-    if (!isfinite(t->rot[i]) || fabsf(t->rot[i]) > 2) return false;
-  return true;
-}
-
-static uint32_t inventory_of(const ow_world *w, const ow_entity *avatar) {
-  for (uint32_t c = avatar->child; c != OW_NONE; c = at(w, c)->sibling)
-    if (at(w, c)->type == w->content->inventory_type) return c;
-  return OW_NONE;
-}
-
-static uint32_t riders(const ow_world *w, const ow_entity *v) {
-  uint32_t n = 0;
-  for (uint32_t c = v->child; c != OW_NONE; c = at(w, c)->sibling)
-    if (type_of(w, at(w, c))->kind == OW_KIND_AVATAR) n++;
-  return n;
-}
-
-/* ---- container plans: stacking rules computed before anything changes ------------------------ */
-
-static int cmp_slot(const void *a, const void *b) {
-  ow_id x = ((const pslot *)a)->id, y = ((const pslot *)b)->id;
-  return x < y ? -1 : x > y;
-}
-
-static void plan_push(plan *p, ow_id id, uint16_t type, uint32_t count) {
-  if (p->n == p->cap) {
-    p->cap = p->cap ? p->cap * 2 : 32;
-    p->s = ow_realloc(p->s, p->cap * sizeof *p->s);
+void world_set_xf(ow_world *w, uint32_t s, const ow_transform *xf) {
+  if (w->undo_depth) {
+    undo u = {.op = U_XF, .slot = s, .v.xf = at(w, s)->xf};
+    OW_VEC_PUSH(w->undo, u);
   }
-  p->s[p->n++] = (pslot){id, type, count, id ? count : 0};
+  at(w, s)->xf = *xf;
 }
 
-/* Loads the item stacks of container c, in ascending id order. */
-static plan *plan_load(ow_world *w, int which, ow_entity *c) {
-  plan *p = &w->plans[which];
-  p->c = c;
-  p->n = 0;
-  p->first_recv = SIZE_MAX;
-  for (uint32_t s = c->child; s != OW_NONE; s = at(w, s)->sibling) {
-    ow_entity *e = at(w, s);
-    if (type_of(w, e)->kind == OW_KIND_ITEM) plan_push(p, e->id, e->type, e->count);
+void world_set_count(ow_world *w, uint32_t s, uint32_t count) {
+  if (w->undo_depth) {
+    undo u = {.op = U_COUNT, .slot = s, .v.u = at(w, s)->count};
+    OW_VEC_PUSH(w->undo, u);
   }
-  if (p->n > 1) qsort(p->s, p->n, sizeof *p->s, cmp_slot);
-  return p;
+  at(w, s)->count = count;
 }
 
-/* Takes n units of `type` from the stacks in ascending id order. */
-static int plan_remove(plan *p, uint16_t type, uint32_t n) {
-  uint64_t have = 0;
-  for (size_t i = 0; i < p->n; i++)
-    if (p->s[i].type == type) have += p->s[i].count;
-  if (have < n) return OW_E_NOT_ENOUGH;
-  for (size_t i = 0; i < p->n && n; i++)
-    if (p->s[i].type == type && p->s[i].id) {
-      uint32_t take = p->s[i].count < n ? p->s[i].count : n;
-      p->s[i].count -= take;
-      n -= take;
+void world_set_hp(ow_world *w, uint32_t s, int32_t hp) {
+  if (w->undo_depth) {
+    undo u = {.op = U_HP, .slot = s, .v.hp = at(w, s)->hp};
+    OW_VEC_PUSH(w->undo, u);
+  }
+  at(w, s)->hp = hp;
+}
+
+/* Without recording: the undo of a reparent is a reparent. */
+static void reparent(ow_world *w, uint32_t s, uint32_t p) {
+  ow_entity *e = at(w, s);
+  if (e->parent) world_child_unlink(w, find(w, e->parent), s);
+  e->sibling = OW_NONE;
+  e->parent = p == OW_NONE ? 0 : at(w, p)->id;
+  if (p != OW_NONE) world_child_link(w, p, s);
+}
+
+void world_reparent(ow_world *w, uint32_t s, uint32_t p) {
+  if (w->undo_depth) {
+    undo u = {.op = U_PARENT, .slot = s, .v.parent = at(w, s)->parent};
+    OW_VEC_PUSH(w->undo, u);
+  }
+  reparent(w, s, p);
+}
+
+/* ---- the undo log ---------------------------------------------------------------------------- */
+
+void world_begin(ow_world *w, world_savepoint *sp) {
+  sp->undo = w->undo.len;
+  sp->dirty = w->dirty.len;
+  sp->tombs = w->tombs.len;
+  sp->next_id = w->next_id;
+  w->undo_depth++;
+}
+
+static void undo_one(ow_world *w, const undo *u) {
+  ow_entity *e = at(w, u->slot);
+  switch (u->op) {
+  case U_CREATE: /* later entries, its children included, are already reversed */
+    OW_ASSERT(e->child == OW_NONE);
+    region_unlink(w, u->slot);
+    if (e->parent) world_child_unlink(w, find(w, e->parent), u->slot);
+    index_del(w, e->id);
+    props_free(w, e->props);
+    e->props = NULL;
+    e->id = 0;
+    w->live--;
+    if (u->v.u && u->slot == w->hwm - 1) {
+      w->hwm--;
+    } else {
+      e->sibling = w->free_head;
+      w->free_head = u->slot;
     }
-  return n ? OW_E_NOT_ENOUGH : 0;
-}
-
-/* Adds n units of `type`: existing stacks with room first (ascending id), then new stacks of at
- * most stack_max each. Fails with OW_E_FULL if the stacks would exceed the container's slots. */
-static int plan_add(ow_world *w, plan *p, uint16_t type, uint32_t n) {
-  uint32_t max = w->content->types[type].stack_max;
-  for (size_t i = 0; i < p->n && n; i++)
-    if (p->s[i].type == type && p->s[i].count > 0 && p->s[i].count < max) {
-      uint32_t room = max - p->s[i].count, put = room < n ? room : n;
-      p->s[i].count += put;
-      n -= put;
-      if (p->first_recv == SIZE_MAX) p->first_recv = i;
-    }
-  while (n) {
-    uint32_t put = n < max ? n : max;
-    if (p->first_recv == SIZE_MAX) p->first_recv = p->n;
-    plan_push(p, 0, type, put);
-    n -= put;
-  }
-  size_t used = 0;
-  for (size_t i = 0; i < p->n; i++) used += p->s[i].count > 0;
-  return used > type_of(w, p->c)->slots ? OW_E_FULL : 0;
-}
-
-/* Carries out a plan: changed stacks are updated, emptied ones destroyed, new ones created in
- * plan order. Returns the id of the stack that received first (0 if none). */
-static ow_id plan_apply(ow_world *w, plan *p) {
-  uint32_t cs = slot_of(w, p->c);
-  ow_id first = 0;
-  for (size_t i = 0; i < p->n; i++) {
-    pslot *x = &p->s[i];
-    if (x->id) {
-      uint32_t s = find(w, x->id);
-      if (x->count == 0) {
-        destroy(w, s);
-      } else if (x->count != x->orig) {
-        at(w, s)->count = x->count;
-        mark(w, at(w, s));
+    break;
+  case U_DESTROY: /* the free list is as the destroy left it: its slot is on top */
+    OW_ASSERT(w->free_head == u->slot);
+    w->free_head = e->sibling;
+    *e = u->v.e;
+    w->live++;
+    index_put(w, e->id, u->slot);
+    region_link(w, u->slot, e->region);
+    e->sibling = OW_NONE;
+    if (e->parent) world_child_link(w, find(w, e->parent), u->slot);
+    break;
+  case U_XF: e->xf = u->v.xf; break;
+  case U_COUNT: e->count = u->v.u; break;
+  case U_HP: e->hp = u->v.hp; break;
+  case U_PARENT: reparent(w, u->slot, u->v.parent ? find(w, u->v.parent) : OW_NONE); break;
+  case U_REGION:
+    region_unlink(w, u->slot);
+    region_link(w, u->slot, u->v.u);
+    break;
+  case U_PROP:
+    for (uint16_t i = 0; i < e->props->n; i++)
+      if (e->props->p[i].key == u->v.prop.old.key) {
+        if (e->props->p[i].type == OW_PROP_STRING) {
+          w->props_bytes -= strlen(e->props->p[i].v.s) + 1;
+          ow_free(e->props->p[i].v.s);
+        }
+        if (u->v.prop.had) {
+          e->props->p[i] = u->v.prop.old;
+        } else {
+          OW_ASSERT(i == e->props->n - 1); /* appended last; later appends are reversed */
+          e->props->n--;
+        }
+        break;
       }
-    } else if (x->count) {
-      /* A child's transform is relative to its parent: a new stack sits at its container's origin. */
-      static const float origin[3] = {0, 0, 0};
-      uint32_t s = spawn(w, x->type, at(w, cs)->owner, cs, origin);
-      at(w, s)->count = x->count;
-      x->id = at(w, s)->id;
-    }
-    if (i == p->first_recv) first = x->id;
+    break;
+  default: OW_ASSERT(0);
   }
-  return first;
 }
 
-int ow_world_give(ow_world *w, ow_id container, uint16_t item, uint32_t n, ow_id *first) {
-  uint32_t cs = find(w, container);
-  if (cs == OW_NONE) return OW_E_NOT_FOUND;
-  ow_entity *c = at(w, cs);
-  if (!type_of(w, c)->slots) return OW_E_NOT_CONTAINER;
-  if (item >= w->content->ntypes || w->content->types[item].kind != OW_KIND_ITEM) return OW_E_NOT_ITEM;
-  if (!n) return OW_E_BAD_COUNT;
-  plan *p = plan_load(w, 0, c);
-  int rc = plan_add(w, p, item, n);
-  if (rc) return rc;
-  ow_id f = plan_apply(w, p);
-  if (first) *first = f;
-  return 0;
-}
-
-/* ---- actions ----------------------------------------------------------------------------------- */
-
-static int act_move(ow_world *w, ow_id account, ow_entity *av, const ow_action *a, ow_result *r) {
-  uint32_t s = find(w, a->target);
-  if (s == OW_NONE) return OW_E_NOT_FOUND;
-  ow_entity *e = at(w, s);
-  if (!type_of(w, e)->movable || e->parent) return OW_E_NOT_MOVABLE;
-  if (!may_use(account, e)) return OW_E_FORBIDDEN;
-  if (!finite_in_bounds(w, &a->xf)) return OW_E_OUT_OF_BOUNDS;
-  if (e != av && !reaches(w, av, e)) return OW_E_TOO_FAR;
-  memcpy(e->xf.pos, a->xf.pos, sizeof e->xf.pos);
-  memcpy(e->xf.rot, a->xf.rot, sizeof e->xf.rot);
-  set_region(w, s, region_get(w, ow_world_cell_of(w, e->xf.pos)));
-  mark(w, e);
-  r->entity = e->id;
-  return 0;
-}
-
-static int act_harvest(ow_world *w, ow_id account, ow_entity *av, const ow_action *a, ow_result *r) {
-  uint32_t s = find(w, a->target);
-  if (s == OW_NONE) return OW_E_NOT_FOUND;
-  ow_entity *node = at(w, s);
-  const ow_type *t = type_of(w, node);
-  if (t->kind != OW_KIND_RESOURCE) return OW_E_NOT_HARVESTABLE;
-  if (!may_use(account, node)) return OW_E_FORBIDDEN;
-  if (!reaches(w, av, node)) return OW_E_TOO_FAR;
-  uint32_t inv = inventory_of(w, av);
-  if (inv == OW_NONE) return OW_E_NO_AVATAR;
-  plan *p = plan_load(w, 0, at(w, inv));
-  int rc = plan_add(w, p, t->yield_item, t->yield_count);
-  if (rc) return rc;
-  r->entity = plan_apply(w, p);
-  r->count = t->yield_count;
-  node->hp -= t->harvest_damage < node->hp ? t->harvest_damage : node->hp;
-  if (node->hp <= 0)
-    destroy(w, s);
-  else
-    mark(w, node);
-  return 0;
-}
-
-static int act_build(ow_world *w, ow_id account, ow_entity *av, const ow_action *a, ow_result *r) {
-  if (a->kind >= w->content->ntypes) return OW_E_UNKNOWN_TYPE;
-  const ow_type *t = &w->content->types[a->kind];
-  if (!t->ncost) return OW_E_NOT_BUILDABLE;
-  if (!finite_in_bounds(w, &a->xf)) return OW_E_OUT_OF_BOUNDS;
-  for (int i = 0; i < 3; i++)
-    if (!(a->xf.scale[i] > 0 && a->xf.scale[i] <= 1000)) return OW_E_OUT_OF_BOUNDS;
-  if (!within(w, root_of(w, av)->xf.pos, a->xf.pos)) return OW_E_TOO_FAR;
-  uint32_t inv = inventory_of(w, av);
-  if (inv == OW_NONE) return OW_E_NO_AVATAR;
-  plan *p = plan_load(w, 0, at(w, inv));
-  for (uint16_t i = 0; i < t->ncost; i++) {
-    int rc = plan_remove(p, t->cost[i].item, t->cost[i].count);
-    if (rc) return rc;
+void world_rollback(ow_world *w, const world_savepoint *sp) {
+  OW_ASSERT(w->undo_depth > 0);
+  while (w->undo.len > sp->undo) undo_one(w, &w->undo.v[--w->undo.len]);
+  /* Entities first marked since the savepoint were not marked before it: unmark those that
+   * still exist (the rest were created since, and are gone again). */
+  for (size_t i = sp->dirty; i < w->dirty.len; i++) {
+    uint32_t s = find(w, w->dirty.v[i]);
+    if (s != OW_NONE) at(w, s)->flags &= (uint16_t)~OW_EF_DIRTY;
   }
-  plan_apply(w, p);
-  uint32_t s = spawn(w, t->id, account, OW_NONE, a->xf.pos);
-  at(w, s)->xf = a->xf;
-  r->entity = at(w, s)->id;
-  r->count = 1;
-  return 0;
+  w->dirty.len = sp->dirty;
+  w->tombs.len = sp->tombs;
+  w->next_id = sp->next_id;
+  w->undo_depth--;
 }
 
-static int act_craft(ow_world *w, ow_entity *av, const ow_action *a, ow_result *r) {
-  if (a->kind >= w->content->nrecipes) return OW_E_UNKNOWN_RECIPE;
-  const ow_recipe *rc = &w->content->recipes[a->kind];
-  uint32_t inv = inventory_of(w, av);
-  if (inv == OW_NONE) return OW_E_NO_AVATAR;
-  plan *p = plan_load(w, 0, at(w, inv));
-  for (uint16_t i = 0; i < rc->nin; i++) {
-    int e = plan_remove(p, rc->in[i].item, rc->in[i].count);
-    if (e) return e;
-  }
-  for (uint16_t i = 0; i < rc->nout; i++) {
-    int e = plan_add(w, p, rc->out[i].item, rc->out[i].count);
-    if (e) return e;
-  }
-  r->entity = plan_apply(w, p);
-  r->count = rc->out[0].count;
-  return 0;
-}
-
-static int act_transfer(ow_world *w, ow_id account, ow_entity *av, const ow_action *a, ow_result *r) {
-  uint32_t s = find(w, a->target);
-  if (s == OW_NONE) return OW_E_NOT_FOUND;
-  ow_entity *stack = at(w, s);
-  if (type_of(w, stack)->kind != OW_KIND_ITEM || !stack->parent) return OW_E_NOT_ITEM;
-  ow_entity *src = at(w, find(w, stack->parent));
-  uint32_t ds = find(w, a->dest);
-  if (ds == OW_NONE) return OW_E_NOT_FOUND;
-  ow_entity *dst = at(w, ds);
-  if (type_of(w, dst)->slots == 0) return OW_E_NOT_CONTAINER;
-  if (dst == src) return OW_E_SAME_CONTAINER;
-  if (a->count == 0 || a->count > stack->count) return OW_E_BAD_COUNT;
-  if (!may_use(account, src) || !may_use(account, dst)) return OW_E_FORBIDDEN;
-  if (!reaches(w, av, src) || !reaches(w, av, dst)) return OW_E_TOO_FAR;
-  plan *pd = plan_load(w, 1, dst);
-  int rc = plan_add(w, pd, stack->type, a->count);
-  if (rc) return rc;
-  if (a->count == stack->count) {
-    destroy(w, s);
-  } else {
-    stack->count -= a->count;
-    mark(w, stack);
-  }
-  r->entity = plan_apply(w, pd);
-  r->count = a->count;
-  return 0;
-}
-
-static int act_interact(ow_world *w, ow_id account, ow_entity *av, const ow_action *a, ow_result *r) {
-  uint32_t s = find(w, a->target);
-  if (s == OW_NONE) return OW_E_NOT_FOUND;
-  ow_entity *e = at(w, s);
-  const ow_type *t = type_of(w, e);
-  if (!t->door && t->kind != OW_KIND_VEHICLE) return OW_E_NOT_INTERACTIVE;
-  if (!may_use(account, e)) return OW_E_FORBIDDEN;
-  if (!reaches(w, av, e)) return OW_E_TOO_FAR;
-  r->entity = e->id;
-  if (t->door) {
-    const ow_prop *open = ow_world_prop(e, w->content->key_open);
-    int64_t now = (open && open->type == OW_PROP_INT && open->v.i) ? 0 : 1;
-    prop_set_int(w, e, w->content->key_open, now);
-    mark(w, e);
-    r->count = (uint32_t)now;
-    return 0;
-  }
-  uint32_t as = slot_of(w, av);
-  if (av->parent == e->id) { /* leave the vehicle: stand where it is */
-    child_unlink(w, s, as);
-    av->parent = 0;
-    av->sibling = OW_NONE;
-    memcpy(av->xf.pos, e->xf.pos, sizeof av->xf.pos);
-    set_region(w, as, region_get(w, ow_world_cell_of(w, av->xf.pos)));
-    mark(w, av);
-    r->count = 0;
-    return 0;
-  }
-  if (av->parent) return OW_E_NOT_INTERACTIVE; /* seated elsewhere */
-  if (riders(w, e) >= t->seats) return OW_E_FULL;
-  av->parent = e->id;
-  child_link(w, s, as);
-  set_region(w, as, e->region);
-  mark(w, av);
-  r->count = 1;
-  return 0;
-}
-
-static int act_destroy(ow_world *w, ow_id account, ow_entity *av, const ow_action *a, ow_result *r) {
-  uint32_t s = find(w, a->target);
-  if (s == OW_NONE) return OW_E_NOT_FOUND;
-  ow_entity *e = at(w, s);
-  uint8_t k = type_of(w, e)->kind;
-  if ((k != OW_KIND_STRUCTURE && k != OW_KIND_CONTAINER && k != OW_KIND_VEHICLE) || e->parent)
-    return OW_E_NOT_DESTROYABLE;
-  if (!may_use(account, e)) return OW_E_FORBIDDEN;
-  if (!reaches(w, av, e)) return OW_E_TOO_FAR;
-  if (e->child != OW_NONE) return OW_E_NOT_EMPTY;
-  r->entity = e->id;
-  destroy(w, s);
-  return 0;
-}
-
-int ow_world_apply(ow_world *w, ow_id account, ow_id avatar, const ow_action *a, ow_result *res) {
-  res->code = 0;
-  res->entity = a->target;
-  res->count = 0;
-  uint32_t as = find(w, avatar);
-  int rc;
-  if (as == OW_NONE || at(w, as)->owner != account) {
-    rc = OW_E_NO_AVATAR;
-  } else {
-    ow_entity *av = at(w, as);
-    switch (a->type) {
-    case OW_ACT_MOVE: rc = act_move(w, account, av, a, res); break;
-    case OW_ACT_HARVEST: rc = act_harvest(w, account, av, a, res); break;
-    case OW_ACT_BUILD: rc = act_build(w, account, av, a, res); break;
-    case OW_ACT_CRAFT: rc = act_craft(w, av, a, res); break;
-    case OW_ACT_TRANSFER: rc = act_transfer(w, account, av, a, res); break;
-    case OW_ACT_INTERACT: rc = act_interact(w, account, av, a, res); break;
-    case OW_ACT_DESTROY: rc = act_destroy(w, account, av, a, res); break;
-    default: rc = OW_E_UNKNOWN_ACTION; break;
+void world_commit(ow_world *w, const world_savepoint *sp) {
+  (void)sp;
+  OW_ASSERT(w->undo_depth > 0);
+  if (--w->undo_depth) return; /* an enclosing action may still roll this one back */
+  for (size_t i = 0; i < w->undo.len; i++) {
+    undo *u = &w->undo.v[i];
+    if (u->op == U_DESTROY) {
+      props_free(w, u->v.e.props);
+    } else if (u->op == U_PROP && u->v.prop.had && u->v.prop.old.type == OW_PROP_STRING) {
+      w->props_bytes -= strlen(u->v.prop.old.v.s) + 1;
+      ow_free(u->v.prop.old.v.s);
     }
   }
-  if (rc) {
-    res->entity = a->target;
-    res->count = 0;
-  }
-  res->code = rc;
-  return rc;
+  w->undo.len = 0;
 }
 
 int ow_world_stream(ow_world *w, ow_id account, ow_id avatar, ow_id entity, const ow_transform *xf) {
+  /* A stream is not part of any action and is never rolled back: an action row may not use it. */
+  if (w->undo_depth) return OW_E_STATE;
   uint32_t as = find(w, avatar), s = find(w, entity);
   if (as == OW_NONE || at(w, as)->owner != account) return OW_E_NO_AVATAR;
   if (s == OW_NONE) return OW_E_NOT_FOUND;
@@ -784,7 +499,7 @@ int ow_world_stream(ow_world *w, ow_id account, ow_id avatar, ow_id entity, cons
   if (e != av && !reaches(w, av, e)) return OW_E_TOO_FAR;
   memcpy(e->xf.pos, xf->pos, sizeof e->xf.pos);
   memcpy(e->xf.rot, xf->rot, sizeof e->xf.rot);
-  if (!e->parent) set_region(w, s, region_get(w, ow_world_cell_of(w, e->xf.pos)));
+  if (!e->parent) world_set_region(w, s, world_region_get(w, ow_world_cell_of(w, e->xf.pos)));
   mark_stream(w, e);
   return 0;
 }
@@ -832,28 +547,16 @@ size_t ow_world_pending(const ow_world *w, size_t *stream_pending) {
   return w->dirty.len + w->tombs.len;
 }
 
-/* ---- action encoding ---------------------------------------------------------------------------- */
-
-void ow_action_encode(const ow_action *a, ow_buf *out) {
-  ow_buf_u8(out, a->type);
-  ow_buf_u16(out, a->kind);
-  ow_buf_u64(out, a->target);
-  ow_buf_u64(out, a->dest);
-  ow_buf_u32(out, a->count);
-  for (int i = 0; i < 3; i++) ow_buf_f32(out, a->xf.pos[i]);
-  for (int i = 0; i < 4; i++) ow_buf_f32(out, a->xf.rot[i]);
-  for (int i = 0; i < 3; i++) ow_buf_f32(out, a->xf.scale[i]);
+void ow_result_encode(const ow_result *res, ow_buf *out) {
+  ow_buf_i32(out, res->code);
+  ow_buf_u64(out, res->entity);
+  ow_buf_u32(out, res->count);
 }
 
-int ow_action_decode(ow_reader *r, ow_action *a) {
-  a->type = ow_rd_u8(r);
-  a->kind = ow_rd_u16(r);
-  a->target = ow_rd_u64(r);
-  a->dest = ow_rd_u64(r);
-  a->count = ow_rd_u32(r);
-  for (int i = 0; i < 3; i++) a->xf.pos[i] = ow_rd_f32(r);
-  for (int i = 0; i < 4; i++) a->xf.rot[i] = ow_rd_f32(r);
-  for (int i = 0; i < 3; i++) a->xf.scale[i] = ow_rd_f32(r);
+int ow_result_decode(ow_reader *r, ow_result *res) {
+  res->code = ow_rd_i32(r);
+  res->entity = ow_rd_u64(r);
+  res->count = ow_rd_u32(r);
   return r->err;
 }
 
@@ -910,7 +613,7 @@ int ow_world_record_view(ow_world *w, const void *rec, size_t len, ow_record_vie
   v->hp = ow_rd_i32(&r);
   v->count = ow_rd_u32(&r);
   v->nprops = ow_rd_u8(&r);
-  if (r.err || v->nprops > 32) return OW_E_CORRUPT;
+  if (r.err || v->nprops > OW_PROPS_MAX) return OW_E_CORRUPT;
   for (uint8_t i = 0; i < v->nprops; i++) {
     size_t kl;
     const char *k = ow_rd_str16(&r, &kl);
@@ -963,7 +666,7 @@ int ow_world_load(ow_world *w, ow_id id, ow_cell cell, const void *rec, size_t l
       }
     }
   }
-  uint32_t reg = region_get(w, cell);
+  uint32_t reg = world_region_get(w, cell);
   uint32_t s = create(w, id, v.type, v.owner, OW_NONE, reg);
   ow_entity *e = at(w, s);
   e->parent = v.parent; /* linked by ow_world_link() */
@@ -1001,7 +704,7 @@ int ow_world_link(ow_world *w) {
                type_of(w, at(w, p))->name);
       return OW_E_CORRUPT;
     }
-    child_link(w, p, s);
+    world_child_link(w, p, s);
   }
   return 0;
 }

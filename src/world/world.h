@@ -1,6 +1,7 @@
 /*
  * world: the authoritative in-memory world of one zone: entities partitioned into regions, and
- * the built-in actions that change them, each validated completely before it changes anything.
+ * the actions that change them, rows of a table (actions.c), each validated completely before it
+ * changes anything.
  * It knows nothing of sessions, frames or storage; it records which entities changed so that the
  * zone can commit them, and it encodes/decodes entity records for the store.
  */
@@ -12,6 +13,7 @@
 
 #include "content/content.h"
 #include "core/core.h"
+#include "otherworld/protocol.h"
 
 typedef uint64_t ow_id;
 /* Ids are handed out one by one from 1 and never come near this bound: a larger stored id (or next
@@ -31,11 +33,12 @@ typedef struct ow_world_config {
 typedef struct ow_cell {
   int32_t x, z;
 } ow_cell;
+static inline uint64_t ow_cell_key(ow_cell c) { return ((uint64_t)(uint32_t)c.x << 32) | (uint32_t)c.z; }
 
 enum { OW_EF_DIRTY = 1, OW_EF_STREAM_DIRTY = 2 };
 #define OW_NONE UINT32_MAX
 
-/* An entity. Other modules read it through ow_world_get(); only world.c writes it. */
+/* An entity. Other modules read it through ow_world_get(); only world.c and actions.c write it. */
 typedef struct ow_entity {
   ow_id id;     /* 0 marks a free slot */
   ow_id owner;  /* account id, 0 = public */
@@ -78,6 +81,13 @@ typedef struct ow_result {
   uint32_t count; /* units yielded, crafted or moved */
 } ow_result;
 
+/* The fixed 16-byte encoding of a result (little-endian), used by the zone's remembered results
+ * and frame records and by the wire protocol's APPLIED: i32 code, u64 entity, u32 count. decode
+ * returns the reader's sticky error. */
+#define OW_RESULT_SIZE 16
+void ow_result_encode(const ow_result *res, ow_buf *out);
+int ow_result_decode(ow_reader *r, ow_result *res);
+
 /* Creates an empty world over `content`, which must outlive it. */
 ow_world *ow_world_create(const ow_world_config *cfg, ow_content *content);
 void ow_world_destroy(ow_world *w);
@@ -95,12 +105,11 @@ void ow_world_set_next_id(ow_world *w, ow_id next);
 /* Calls fn for every live entity (unspecified order). */
 void ow_world_each(const ow_world *w, void (*fn)(void *ud, const ow_entity *e), void *ud);
 
-/* Region of an entity and the entities of one region (children included). */
+/* The cell of a region index, the cell a position lies in, and the number of entities of one
+ * region (children included). */
 ow_cell ow_world_region_cell(const ow_world *w, uint32_t region);
 ow_cell ow_world_cell_of(const ow_world *w, const float pos[3]);
 size_t ow_world_region_count(const ow_world *w, ow_cell cell);
-void ow_world_region_each(const ow_world *w, ow_cell cell,
-                          void (*fn)(void *ud, const ow_entity *e), void *ud);
 
 /* Creates an entity with a new id and the type's default hp and properties. parent must be 0 or
  * an existing entity. Marks it changed. Used for seeding and avatars; actions create their own. */
@@ -116,12 +125,38 @@ int ow_world_give(ow_world *w, ow_id container, uint16_t item, uint32_t n, ow_id
 /* Property access. get returns NULL when absent; the pointer is valid until the next change. */
 const ow_prop *ow_world_prop(const ow_entity *e, uint16_t key);
 
-/* Applies one action for `account` whose avatar is `avatar`. Always fills *res; returns res->code.
- * On failure nothing in the world changed. */
+/* Actions are rows of the world's action table (Redis's command table): the seven built-in ones
+ * (OW_ACT_*) are registered by ow_world_create; a later action (a Lua script, say) adds its own row.
+ * A row names the action, says how many bytes of arguments it reads and applies it. Every action
+ * still travels in the fixed layout of ow_action_encode, so arg_size is at most
+ * OW_ACTION_ARGS_SIZE, the bytes after the type (the built-in rows read them all). */
+#define OW_ACTION_ARGS_SIZE 62
+typedef struct ow_action_row {
+  uint8_t type;     /* 1..255: the action's type id, unique in the world */
+  const char *name; /* unique, non-empty, e.g. "move": must outlive the world (not copied) */
+  uint16_t arg_size;
+  /* Validates and applies `a` for `account`, whose avatar (owned by account) is `avatar`. Returns
+   * 0 and fills res->entity and res->count, or a negative OW_E_* reason. A row outside the world
+   * module reads `avatar` and changes the world only through the ow_world_* functions; a failing
+   * row must leave the world as it found it. */
+  int (*apply)(ow_world *w, ow_id account, ow_entity *avatar, const ow_action *a, ow_result *res);
+} ow_action_row;
+
+/* Adds a row to w's action table; the row is copied (its name is not). Returns 0, or OW_E_INVAL and
+ * changes nothing when the row is bad (type 0, no name or apply, arg_size above
+ * OW_ACTION_ARGS_SIZE) or its type id or name is taken (built-in rows included). */
+int ow_world_action_register(ow_world *w, const ow_action_row *row);
+/* The row of an action type, or NULL. Valid until the world is destroyed. */
+const ow_action_row *ow_world_action_row(const ow_world *w, uint8_t type);
+
+/* Applies one action for `account` whose avatar is `avatar` through its row. Always fills *res;
+ * returns res->code: OW_E_NO_AVATAR when avatar is not account's, OW_E_UNKNOWN_ACTION for a type
+ * with no row, else the row's result. On failure nothing in the world changed. */
 int ow_world_apply(ow_world *w, ow_id account, ow_id avatar, const ow_action *a, ow_result *res);
 
 /* Latest-value-wins transform stream (avatar pose, held objects): validated like a move, applied
- * at once, never logged; the entity is written at the next checkpoint. */
+ * at once, never logged; the entity is written at the next checkpoint. OW_E_STATE when called from
+ * an action row (a stream is never rolled back, so it cannot be part of an action). */
 int ow_world_stream(ow_world *w, ow_id account, ow_id avatar, ow_id entity, const ow_transform *xf);
 
 /* Change tracking. drain calls put() for every entity changed by actions since the last drain
@@ -157,7 +192,7 @@ typedef struct ow_record_view {
         size_t n;
       } s;
     } v;
-  } props[32];
+  } props[OW_PROPS_MAX];
 } ow_record_view;
 
 /* Decodes an entity record (property names are added to the content's key table when new).

@@ -122,9 +122,7 @@ static int decode_result(ow_zone *z, const uint8_t *k, size_t kl, const uint8_t 
   ring_ent e;
   e.frame = ow_be64_read(k + 1);
   e.seq = ow_be64_read(k + 17);
-  e.res.code = ow_rd_i32(&r);
-  e.res.entity = ow_rd_u64(&r);
-  e.res.count = ow_rd_u32(&r);
+  ow_result_decode(&r, &e.res);
   if (r.err || r.left) return OW_E_CORRUPT;
   uint64_t *sv = ow_map_get(&z->sessions, ow_be64_read(k + 9));
   if (!sv) return 0; /* a session record that a later frame replaced: nothing to remember */
@@ -258,9 +256,7 @@ int ow_zone_commit_begin(ow_zone *z, bool checkpoint, ow_zone_commit **out) {
     uint8_t rk[RESULT_KEY_LEN];
     result_key(rk, c->frame, a->session, a->seq);
     ow_batch_put_begin(&c->batch, rk, sizeof rk);
-    ow_buf_i32(&c->batch.ops, a->result.code);
-    ow_buf_u64(&c->batch.ops, a->result.entity);
-    ow_buf_u32(&c->batch.ops, a->result.count);
+    ow_result_encode(&a->result, &c->batch.ops);
     ow_batch_put_end(&c->batch);
     if (a->evicted) {
       result_key(rk, a->evicted_frame, a->session, a->evicted);
@@ -286,9 +282,7 @@ int ow_zone_commit_begin(ow_zone *z, bool checkpoint, ow_zone_commit **out) {
     ow_buf_u64(o, a->session);
     ow_buf_u64(o, a->seq);
     ow_action_encode(&a->action, o);
-    ow_buf_i32(o, a->result.code);
-    ow_buf_u64(o, a->result.entity);
-    ow_buf_u32(o, a->result.count);
+    ow_result_encode(&a->result, o);
   }
   ow_buf_u32(o, (uint32_t)c->changed.len);
   for (size_t i = 0; i < c->changed.len; i++) ow_buf_u64(o, c->changed.v[i]);
@@ -384,7 +378,6 @@ uint64_t ow_zone_del(ow_zone *z, const void *k, size_t kl) {
   return z->gather->frame;
 }
 
-bool ow_zone_commit_in_flight(const ow_zone *z) { return z->inflight != NULL; }
 uint64_t ow_zone_frame(const ow_zone *z) { return z->gather->frame; }
 uint64_t ow_zone_durable_frame(const ow_zone *z) { return z->durable_frame; }
 int ow_zone_store_error(const ow_zone *z) { return z->store_err; }
@@ -655,9 +648,7 @@ static int scan_frame(void *ud, const uint8_t *k, size_t kl, const uint8_t *v, s
     a.session = ow_rd_u64(&r);
     a.seq = ow_rd_u64(&r);
     ow_action_decode(&r, &a.action);
-    a.result.code = ow_rd_i32(&r);
-    a.result.entity = ow_rd_u64(&r);
-    a.result.count = ow_rd_u32(&r);
+    ow_result_decode(&r, &a.result);
     if (r.err) return OW_E_CORRUPT;
     int rc = x->fn(x->ud, frame, &a);
     if (rc) return rc;

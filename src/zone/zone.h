@@ -2,7 +2,7 @@
  * zone: one zone's world, its player sessions and its frames (the seed's T1/T2). Actions are
  * applied the moment they arrive and answered "applied"; everything applied since the last commit
  * forms a frame that is written to the store as one transaction (group commit), after which its
- * actions are "durable". It is loop-agnostic: a driver (src/zone/driver.c) decides when to commit
+ * actions are "durable". It is loop-agnostic: a driver (src/zone/loop.c) decides when to commit
  * and on which thread the store write runs.
  */
 #ifndef OW_ZONE_H
@@ -93,7 +93,6 @@ int ow_zone_commit_run(ow_zone_commit *c);
 void ow_zone_commit_end(ow_zone *z, ow_zone_commit *c, int rc);
 /* begin + run + end on the calling thread, until nothing is left to commit. */
 int ow_zone_commit_sync(ow_zone *z, bool checkpoint);
-bool ow_zone_commit_in_flight(const ow_zone *z);
 
 uint64_t ow_zone_frame(const ow_zone *z);         /* frame now gathering */
 uint64_t ow_zone_durable_frame(const ow_zone *z); /* last frame confirmed durable */

@@ -3,6 +3,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <cmocka.h>
 
 #include "support.h"
@@ -135,6 +136,45 @@ static void test_seed_items(void **state) {
                "'inv' is not an item type");
 }
 
+/* Builds content with one structure type "w" carrying n properties named `first`, p1, p2, ...;
+ * `extra` is appended to the type's fields (e.g. ",\"door\":true"). */
+static char *props_content(int n, const char *extra, const char *first) {
+  static char j[4096];
+  int o = snprintf(j, sizeof j, "{\"format\":1,\"types\":[" BASE_TYPES
+                   ",{\"name\":\"w\",\"kind\":\"structure\"%s,\"props\":{", extra);
+  for (int i = 0; i < n; i++) {
+    char name[16];
+    snprintf(name, sizeof name, "p%d", i);
+    o += snprintf(j + o, sizeof j - (size_t)o, "%s\"%s\":%d", i ? "," : "", i ? name : first, i);
+  }
+  snprintf(j + o, sizeof j - (size_t)o, "}}]" TAIL);
+  return j;
+}
+
+/* Regression: content allowed 32 properties per type while snapshots carry 16, and the replica
+ * dropped the rest without a word. Now the one limit, OW_PROPS_MAX, is checked at load. */
+static void test_props_limit(void **state) {
+  (void)state;
+  ow_content *c;
+  char err[512];
+  const char *j = props_content(OW_PROPS_MAX, "", "p0");
+  assert_int_equal(ow_content_load_string(j, strlen(j), &c, err, sizeof err), 0);
+  assert_int_equal(c->types[3].nprops, OW_PROPS_MAX);
+  ow_content_destroy(c);
+  expect_error(props_content(OW_PROPS_MAX + 1, "", "p0"),
+               "types[3] (w).props: 17 properties, more than the 16");
+  /* A door gains "open" when first used, so it needs a free place for it... */
+  expect_error(props_content(OW_PROPS_MAX, ",\"door\":true", "p0"),
+               "types[3] (w).props: a door needs room");
+  j = props_content(OW_PROPS_MAX - 1, ",\"door\":true", "p0");
+  assert_int_equal(ow_content_load_string(j, strlen(j), &c, err, sizeof err), 0);
+  ow_content_destroy(c);
+  /* ...or a default for it among its properties. */
+  j = props_content(OW_PROPS_MAX, ",\"door\":true", "open");
+  assert_int_equal(ow_content_load_string(j, strlen(j), &c, err, sizeof err), 0);
+  ow_content_destroy(c);
+}
+
 static void test_missing_file(void **state) {
   (void)state;
   ow_content *c;
@@ -149,6 +189,7 @@ int main(void) {
       cmocka_unit_test(test_minimal_ok),
       cmocka_unit_test(test_errors_name_the_place),
       cmocka_unit_test(test_seed_items),
+      cmocka_unit_test(test_props_limit),
       cmocka_unit_test(test_missing_file),
   };
   return cmocka_run_group_tests_name("content", tests, NULL, NULL);

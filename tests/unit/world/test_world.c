@@ -430,6 +430,195 @@ static void test_give(void **state) {
   assert_int_equal(totals[wood], 180);
 }
 
+/* A row added at runtime (as a Lua action will be): plants a tree where the action says. */
+static int plant(ow_world *w, ow_id account, ow_entity *avatar, const ow_action *a, ow_result *res) {
+  (void)avatar;
+  int tree = ow_content_type_id(ow_world_content(w), "tree", 4);
+  ow_id id;
+  int rc = ow_world_spawn(w, (uint16_t)tree, account, 0, &a->xf, &id);
+  if (rc) return rc;
+  res->entity = id;
+  res->count = 1;
+  return 0;
+}
+
+static void test_action_table(void **state) {
+  fx *f = *state;
+  const ow_action_row *move = ow_world_action_row(f->w, OW_ACT_MOVE);
+  assert_non_null(move);
+  assert_string_equal(move->name, "move");
+  assert_null(ow_world_action_row(f->w, 100));
+
+  /* Bad rows and taken ids or names are refused, and the table is unchanged. */
+  ow_action_row bad[] = {
+      {0, "plant", 0, plant},                         /* type 0 */
+      {100, NULL, 0, plant},                          /* no name */
+      {100, "", 0, plant},                            /* empty name */
+      {100, "plant", 0, NULL},                        /* no function */
+      {100, "plant", OW_ACTION_ARGS_SIZE + 1, plant}, /* arguments larger than the layout */
+      {OW_ACT_MOVE, "plant", 0, plant},               /* a built-in's id */
+      {100, "build", 0, plant},                       /* a built-in's name */
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    assert_int_equal(ow_world_action_register(f->w, &bad[i]), OW_E_INVAL);
+  assert_null(ow_world_action_row(f->w, 100));
+  assert_ptr_equal(ow_world_action_row(f->w, OW_ACT_MOVE)->apply, move->apply);
+  assert_int_equal(ow_world_action_register(f->w, NULL), OW_E_INVAL);
+
+  ow_action_row row = {100, "plant", OW_ACTION_ARGS_SIZE, plant};
+  assert_int_equal(ow_world_action_register(f->w, &row), 0);
+  assert_int_equal(ow_world_action_register(f->w, &row), OW_E_INVAL); /* now taken */
+  size_t n = ow_world_count(f->w);
+  ow_action a = {.type = 100};
+  ow_transform_identity(&a.xf);
+  a.xf.pos[0] = 40;
+  ow_result r = act(f, f->p1, a);
+  assert_int_equal(r.code, 0);
+  assert_int_equal(r.count, 1);
+  const ow_entity *e = ow_world_get(f->w, r.entity);
+  assert_non_null(e);
+  assert_int_equal(e->type, type_id(f, "tree"));
+  assert_int_equal(e->owner, f->p1);
+  assert_true(e->xf.pos[0] == 40);
+  assert_int_equal(ow_world_count(f->w), n + 1);
+
+  /* A type without a row is refused as before, and the avatar is still checked first. */
+  a.type = 101;
+  assert_int_equal(act(f, f->p1, a).code, OW_E_UNKNOWN_ACTION);
+  a.type = 100;
+  ow_result r2;
+  assert_int_equal(ow_world_apply(f->w, f->p1, f->a2, &a, &r2), OW_E_NO_AVATAR);
+}
+
+/* ---- the undo log ---- */
+
+/* What a drain reports, as bytes: each put (id, cell, old cell, record) and each delete. */
+typedef struct drain_bytes {
+  ow_world *w;
+  ow_buf b;
+} drain_bytes;
+
+static void db_put(void *ud, const ow_entity *e, ow_cell cell, bool had_old, ow_cell old_cell) {
+  drain_bytes *d = ud;
+  ow_buf_u8(&d->b, 'P');
+  ow_buf_u64(&d->b, e->id);
+  ow_buf_u32(&d->b, (uint32_t)cell.x);
+  ow_buf_u32(&d->b, (uint32_t)cell.z);
+  ow_buf_u8(&d->b, had_old);
+  ow_buf_u32(&d->b, had_old ? (uint32_t)old_cell.x : 0);
+  ow_buf_u32(&d->b, had_old ? (uint32_t)old_cell.z : 0);
+  ow_world_encode(d->w, e, &d->b);
+}
+
+static void db_del(void *ud, ow_id id, ow_cell old_cell) {
+  drain_bytes *d = ud;
+  ow_buf_u8(&d->b, 'D');
+  ow_buf_u64(&d->b, id);
+  ow_buf_u32(&d->b, (uint32_t)old_cell.x);
+  ow_buf_u32(&d->b, (uint32_t)old_cell.z);
+}
+
+static fx *botch_fx;
+static ow_id botch_door, botch_cart;
+
+static ow_result sub_act(ow_world *w, ow_id account, ow_id avatar, ow_action a) {
+  ow_result r;
+  assert_int_equal(ow_world_apply(w, account, avatar, &a, &r), 0);
+  return r;
+}
+
+/* A row that changes a bit of everything through built-in actions and the public API, then fails:
+ * the engine, not the row, must undo it all. */
+static int botch(ow_world *w, ow_id account, ow_entity *avatar, const ow_action *a, ow_result *res) {
+  (void)a;
+  (void)res;
+  fx *f = botch_fx;
+  ow_id av = avatar->id;
+  ow_transform t;
+  ow_transform_identity(&t);
+  t.pos[0] = 4;
+  ow_id planted;
+  assert_int_equal(ow_world_spawn(w, (uint16_t)type_id(f, "tree"), 0, 0, &t, &planted), 0);
+  ow_id stack = sub_act(w, account, av, (ow_action){.type = OW_ACT_HARVEST, .target = f->tree}).entity;
+  sub_act(w, account, av, (ow_action){.type = OW_ACT_HARVEST, .target = f->tree});
+  ow_id moved = sub_act(w, account, av, (ow_action){.type = OW_ACT_TRANSFER, .target = stack,
+                                                    .dest = f->chest, .count = 1}).entity;
+  sub_act(w, account, av, (ow_action){.type = OW_ACT_TRANSFER, .target = moved, .dest = f->inv1, .count = 1});
+  assert_null(ow_world_get(w, moved)); /* merged back: destroyed */
+  sub_act(w, account, av, (ow_action){.type = OW_ACT_DESTROY, .target = f->chest});
+  sub_act(w, account, av, (ow_action){.type = OW_ACT_INTERACT, .target = botch_door});
+  sub_act(w, account, av, (ow_action){.type = OW_ACT_INTERACT, .target = botch_cart}); /* enter */
+  sub_act(w, account, av, (ow_action){.type = OW_ACT_INTERACT, .target = botch_cart}); /* leave */
+  ow_action mv = {.type = OW_ACT_MOVE, .target = av};
+  ow_transform_identity(&mv.xf);
+  mv.xf.pos[0] = 300; /* another region, with the inventory and its stacks */
+  sub_act(w, account, av, mv);
+  /* A stream cannot be part of an action: it would never be rolled back. */
+  assert_int_equal(ow_world_stream(w, account, av, av, &t), OW_E_STATE);
+  /* A failed nested action rolls back only itself. */
+  ow_result r;
+  assert_int_equal(ow_world_apply(w, account, av, &(ow_action){.type = OW_ACT_DESTROY, .target = f->inv1}, &r),
+                   OW_E_NOT_DESTROYABLE);
+  return OW_E_FULL;
+}
+
+static void prepare(fx *f) {
+  botch_door = spawn_at(f, "door", 0, 0, 1, 1);
+  botch_cart = spawn_at(f, "cart", 0, 0, 2, 2);
+  drain_bytes d = {f->w, {0}};
+  ow_change_sink sink = {db_put, db_del, &d};
+  ow_world_drain(f->w, true, &sink); /* everything stored: destroys now leave tombstones */
+  ow_buf_deinit(&d.b);
+  harvest_n(f, 1); /* and something pending */
+}
+
+static void test_failed_row_rolls_back(void **state) {
+  fx *f = *state, *g;
+  void *gs;
+  setup(&gs);
+  g = gs;
+  prepare(f);
+  prepare(g);
+  ow_action_row row = {120, "botch", 0, botch};
+  assert_int_equal(ow_world_action_register(f->w, &row), 0);
+  botch_fx = f;
+  for (int round = 0; round < 2; round++) { /* the second time on a reused undo buffer */
+    ow_result r = act(f, f->p1, (ow_action){.type = 120, .target = 7});
+    assert_int_equal(r.code, OW_E_FULL);
+    assert_int_equal(r.entity, 7);
+    assert_int_equal(r.count, 0);
+  }
+  ow_buf a = {0}, b = {0};
+  snapshot(f, &a);
+  snapshot(g, &b);
+  assert_int_equal(a.len, b.len);
+  assert_memory_equal(a.data, b.data, a.len);
+  assert_int_equal(ow_world_count(f->w), ow_world_count(g->w));
+  assert_int_equal(ow_world_next_id(f->w), ow_world_next_id(g->w));
+  size_t sf, sg;
+  assert_int_equal(ow_world_pending(f->w, &sf), ow_world_pending(g->w, &sg));
+  assert_int_equal(sf, sg);
+  drain_bytes df = {f->w, {0}}, dg = {g->w, {0}};
+  ow_change_sink kf = {db_put, db_del, &df}, kg = {db_put, db_del, &dg};
+  ow_world_drain(f->w, true, &kf);
+  ow_world_drain(g->w, true, &kg);
+  assert_true(df.b.len > 0);
+  assert_int_equal(df.b.len, dg.b.len);
+  assert_memory_equal(df.b.data, dg.b.data, df.b.len);
+  /* And the worlds go on alike: the same action gets the same result. */
+  ow_result rf = act(f, f->p1, (ow_action){.type = OW_ACT_DESTROY, .target = f->chest});
+  ow_result rg = act(g, g->p1, (ow_action){.type = OW_ACT_DESTROY, .target = g->chest});
+  assert_int_equal(rf.code, 0);
+  assert_int_equal(rf.code, rg.code);
+  assert_int_equal(rf.entity, rg.entity);
+  assert_int_equal(rf.count, rg.count);
+  ow_buf_deinit(&a);
+  ow_buf_deinit(&b);
+  ow_buf_deinit(&df.b);
+  ow_buf_deinit(&dg.b);
+  teardown(&gs);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_transfer_split_merge, setup, teardown),
@@ -439,6 +628,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_change_tracking, setup, teardown),
       cmocka_unit_test_setup_teardown(test_records, setup, teardown),
       cmocka_unit_test_setup_teardown(test_give, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_action_table, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_failed_row_rolls_back, setup, teardown),
   };
   return cmocka_run_group_tests_name("world", tests, NULL, NULL);
 }
