@@ -63,6 +63,36 @@ static int level_of(const char *s) {
   return OW_LOG_INFO;
 }
 
+/* What the settings configure: one field per module, filled by apply_settings. */
+typedef struct targets {
+  ow_server_config srv;
+  ow_zone_config zone;
+  ow_auth_config auth;
+  ow_store_options store;
+  struct {
+    double checkpoint_s;
+  } loop;
+} targets;
+
+/* Copies every setting to the module field its row in OW_SETTINGS names (config.h), so that a
+ * setting is declared once; the BY_HAND ones are interpreted in main. */
+static void apply_settings(const ow_config *cfg, targets *t) {
+  memset(t, 0, sizeof *t);
+#define TO(dst) t->dst =
+#define KIB(dst) t->dst = 1024.0 *
+#define MIB(dst) t->dst = 1048576.0 *
+#define BY_HAND (void)
+#define APPLY_STR(name, def, choices, empty_ok, maxlen, to, help) to cfg->name;
+#define APPLY_NUM(name, def, lo, hi, to, help) to cfg->name;
+  OW_SETTINGS(APPLY_STR, APPLY_NUM)
+#undef APPLY_NUM
+#undef APPLY_STR
+#undef BY_HAND
+#undef MIB
+#undef KIB
+#undef TO
+}
+
 int main(int argc, char **argv) {
   ow_config cfg;
   ow_config_init(&cfg);
@@ -93,7 +123,9 @@ int main(int argc, char **argv) {
   if (nosync)
     OW_WARN("durability", "mode=nosync hint=\"a power loss or kernel crash can lose the last "
             "confirmed frames; a process crash loses nothing\"");
-  ow_store_options so = {.map_size = (uint64_t)cfg.store_map_mb << 20, .nosync = nosync};
+  targets t;
+  apply_settings(&cfg, &t);
+  t.store.nosync = nosync;
   char *uri = *cfg.store ? ow_strdup(cfg.store) : NULL;
   if (!uri) {
     size_t n = strlen(cfg.data_dir) + 6;
@@ -101,7 +133,7 @@ int main(int argc, char **argv) {
     snprintf(uri, n, "lmdb:%s", cfg.data_dir);
   }
   ow_store *store;
-  int rc = ow_store_open_uri(&store, uri, &so, err, sizeof err);
+  int rc = ow_store_open_uri(&store, uri, &t.store, err, sizeof err);
   if (rc) {
     fprintf(stderr, "otherworld: %s\n", err);
     ow_free(uri);
@@ -114,12 +146,7 @@ int main(int argc, char **argv) {
   memset(&a, 0, sizeof a);
   int exit_code = 1;
   ow_auth *auth = NULL;
-  ow_zone_config zc = {.world = {.region_size = (float)cfg.region_size,
-                                 .reach = (float)cfg.reach,
-                                 .bound = (float)cfg.world_bound},
-                       .replay_window = (uint32_t)cfg.replay_window,
-                       .frame_log_keep = (uint64_t)cfg.frame_log_keep};
-  rc = ow_zone_open(&a.zone, &zc, content, store, on_durable, &a);
+  rc = ow_zone_open(&a.zone, &t.zone, content, store, on_durable, &a);
   if (rc) {
     fprintf(stderr, "otherworld: recovery from %s failed: %s\n", uri, ow_strerror(rc));
     goto out;
@@ -129,42 +156,20 @@ int main(int argc, char **argv) {
           "bytes_per_entity=%.1f frame=%llu", uri, ls->seeded,
           (unsigned long long)ls->entities, (unsigned long long)ls->sessions, ls->seconds,
           ls->bytes_per_entity, (unsigned long long)ow_zone_durable_frame(a.zone));
-  ow_auth_config ac = {.pwhash_ops = (uint64_t)cfg.pwhash_ops,
-                       .pwhash_mem = (uint64_t)cfg.pwhash_mem_kb << 10,
-                       .token_ttl_s = (uint32_t)cfg.token_ttl_s,
-                       .max_tokens = (uint32_t)cfg.max_sessions};
-  rc = ow_auth_create(&auth, store, &ac);
+  rc = ow_auth_create(&auth, store, &t.auth);
   if (rc) {
     fprintf(stderr, "otherworld: cannot load accounts: %s\n", ow_strerror(rc));
     goto out;
   }
 
-  uint32_t pwhash_jobs = (uint32_t)cfg.pwhash_jobs;
-  if (!pwhash_jobs) { /* half the cores: the other half stays with the loop and the store */
+  if (!t.srv.pwhash_jobs) { /* half the cores: the other half stays with the loop and the store */
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    pwhash_jobs = cores >= 8 ? 4 : cores >= 2 ? (uint32_t)cores / 2 : 1;
+    t.srv.pwhash_jobs = cores >= 8 ? 4 : cores >= 2 ? (uint32_t)cores / 2 : 1;
   }
 
   a.loop = uv_default_loop();
-  ow_zone_loop_create(&a.zl, a.loop, a.zone, cfg.tick_hz, cfg.checkpoint_s);
-  ow_server_config sc = {
-      .net = {.bind = cfg.bind, .port = (int)cfg.port, .max_message = (size_t)cfg.max_message,
-              .send_limit = (size_t)cfg.send_limit_kb << 10, .max_conns = (size_t)cfg.max_conns,
-              .max_conns_per_addr = (size_t)cfg.max_conns_per_addr,
-              .handshake_timeout_s = (unsigned)cfg.handshake_timeout_s},
-      .name = cfg.server_name, .admins = cfg.admins, .tick_hz = cfg.tick_hz, .pose_hz = cfg.pose_hz,
-      .interest_radius = (float)cfg.interest_radius, .max_players = (uint32_t)cfg.max_players,
-      .action_rate = cfg.action_rate, .action_burst = cfg.action_burst, .pose_rate = cfg.pose_rate,
-      .down_kbps = cfg.down_kbps, .idle_s = cfg.idle_s, .shutdown_notice_s = cfg.shutdown_notice_s,
-      .eager_commit = cfg.eager_commit != 0,
-      .login_fails_account = (uint32_t)cfg.login_fails_account,
-      .login_fails_addr = (uint32_t)cfg.login_fails_addr,
-      .login_fail_window_s = cfg.login_fail_window_s, .login_lock_s = cfg.login_lock_s,
-      .login_lock_max_s = cfg.login_lock_max_s, .pwhash_jobs = pwhash_jobs,
-      .pwhash_queue = (uint32_t)cfg.pwhash_queue, .pwhash_per_addr = (uint32_t)cfg.pwhash_per_addr,
-      .chat_rate = cfg.chat_rate, .chat_burst = cfg.chat_burst, .rate_kick = cfg.rate_kick,
-      .rate_kick_decay = cfg.rate_kick_decay};
-  rc = ow_server_create(&a.server, a.loop, a.zone, a.zl, auth, &sc);
+  ow_zone_loop_create(&a.zl, a.loop, a.zone, t.srv.tick_hz, t.loop.checkpoint_s);
+  rc = ow_server_create(&a.server, a.loop, a.zone, a.zl, auth, &t.srv);
   if (rc) {
     fprintf(stderr, "otherworld: cannot listen on %s:%g: %s\n", cfg.bind, cfg.port, ow_strerror(rc));
     ow_zone_loop_stop(a.zl, NULL, NULL);
@@ -181,7 +186,7 @@ int main(int argc, char **argv) {
           "durability=%s pwhash_jobs=%u hint=\"stop with Ctrl-C or SIGTERM\"",
           strcmp(cfg.bind, "0.0.0.0") ? cfg.bind : "127.0.0.1", ow_server_port(a.server),
           strcmp(cfg.bind, "0.0.0.0") ? cfg.bind : "127.0.0.1", ow_server_port(a.server),
-          ow_auth_accounts(auth), cfg.tick_hz, cfg.durability, pwhash_jobs);
+          ow_auth_accounts(auth), cfg.tick_hz, cfg.durability, t.srv.pwhash_jobs);
 
   uv_run(a.loop, UV_RUN_DEFAULT);
 
