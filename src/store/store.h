@@ -117,8 +117,8 @@ void ow_key_entity(uint8_t out[OW_KEY_ENTITY_LEN], int32_t x, int32_t z, uint64_
 bool ow_key_parse_entity(const uint8_t *k, size_t kl, int32_t *x, int32_t *z, uint64_t *id);
 /* Writes the 9-byte key of prefix tag + big-endian id (frames, sessions, players). */
 void ow_key_id(uint8_t out[OW_KEY_ID_LEN], uint8_t tag, uint64_t id);
-/* Writes the region prefix: 'R' be32(x) be32(z) is 9 bytes, and out[9] = 'E' makes the 10-byte
- * prefix of the region's entity keys. */
+/* Writes the 10-byte prefix of a region's entity keys: 'R', be32(x ^ 2^31), be32(z ^ 2^31), 'E'
+ * (the flipped sign bit sorts negative cells before positive ones). */
 void ow_key_region_prefix(uint8_t out[10], int32_t x, int32_t z);
 
 #endif
