@@ -1,9 +1,11 @@
 /* otherworld: wiring only. Reads the settings, loads the content, opens the store, recovers the
  * zone, loads the accounts, starts the network face and runs everything on one libuv loop until
  * SIGINT or SIGTERM. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -11,6 +13,8 @@
 #include "config/config.h"
 #include "content/content.h"
 #include "core/core.h"
+#include "ops/backup.h"
+#include "ops/schedule.h"
 #include "server/server.h"
 #include "store/store.h"
 #include "zone/loop.h"
@@ -22,6 +26,7 @@ typedef struct app {
   ow_zone_loop *zl;
   ow_zone *zone;
   ow_server *server;
+  ow_backup_schedule *backups;
   uint64_t durable_actions;
 } app;
 
@@ -43,12 +48,19 @@ static void on_signal(uv_signal_t *s, int signum) {
           signum, (unsigned long long)ow_zone_frame(a->zone));
   uv_signal_stop(&a->sigint);
   uv_signal_stop(&a->sigterm);
+  ow_backup_schedule_stop(a->backups);
+  a->backups = NULL;
   ow_server_shutdown(a->server, stopped, a);
 }
 
 static void usage(void) {
   printf("otherworld - authoritative world server for V-Sekai open-world survival-craft worlds\n\n"
-         "usage: otherworld [--config FILE] [--NAME=VALUE ...]\n\n");
+         "usage: otherworld [--config FILE] [--NAME=VALUE ...]\n"
+         "       otherworld [settings] --backup DIR    hot backup of the store into DIR (also while\n"
+         "                                             the server runs), verified, then exit\n"
+         "       otherworld [settings] --verify DIR    check a backup: digest, recovery, stacks\n"
+         "       otherworld [settings] --restore DIR   verify a backup and copy it into data_dir\n"
+         "                                             (which must be empty), then exit\n\n");
   ow_config_help(stdout);
   printf("\nClients connect with WebSocket to ws://HOST:PORT/ws (docs/protocol.md).\n"
          "Signals: SIGINT/SIGTERM warn players, commit every applied action, checkpoint, exit 0\n"
@@ -72,6 +84,11 @@ typedef struct targets {
   struct {
     double checkpoint_s;
   } loop;
+  struct {
+    const char *dir;
+    double every_s;
+    unsigned keep;
+  } backup;
 } targets;
 
 /* Copies every setting to the module field its row in OW_SETTINGS names (config.h), so that a
@@ -93,12 +110,97 @@ static void apply_settings(const ow_config *cfg, targets *t) {
 #undef TO
 }
 
+/* The one-shot tools (--backup, --verify, --restore DIR): taken out of argv before the settings
+ * are parsed, so that every setting still applies to them. */
+typedef struct tool {
+  const char *name; /* "backup", "verify", "restore" or NULL: run the server */
+  const char *dir;
+} tool;
+
+static int take_tool(int *argc, char **argv, tool *t, char *err, size_t errlen) {
+  static const char *const names[] = {"backup", "verify", "restore"};
+  int out = 1;
+  for (int i = 1; i < *argc; i++) {
+    const char *arg = argv[i], *val = NULL;
+    const char *hit = NULL;
+    for (size_t n = 0; n < 3 && !hit; n++) {
+      size_t l = strlen(names[n]);
+      if (strncmp(arg, "--", 2) || strncmp(arg + 2, names[n], l)) continue;
+      if (arg[2 + l] == '=') hit = names[n], val = arg + 3 + l;
+      else if (!arg[2 + l]) hit = names[n], val = i + 1 < *argc ? argv[++i] : NULL;
+    }
+    if (!hit) {
+      argv[out++] = argv[i];
+      continue;
+    }
+    if (!val || !*val) return snprintf(err, errlen, "--%s needs a directory", hit), OW_E_CONFIG;
+    if (t->name)
+      return snprintf(err, errlen, "--%s and --%s: one at a time", t->name, hit), OW_E_CONFIG;
+    t->name = hit;
+    t->dir = val;
+  }
+  *argc = out;
+  argv[out] = NULL;
+  return 0;
+}
+
+static void print_info(const char *what, const char *dir, const ow_backup_info *bi) {
+  char d[65];
+  for (int i = 0; i < 32; i++) snprintf(d + 2 * i, 3, "%02x", bi->digest[i]);
+  printf("%s=%s frame=%llu keys=%llu entities=%llu bytes=%llu digest=%s seconds=%.3f\n", what, dir,
+         (unsigned long long)bi->frame, (unsigned long long)bi->keys,
+         (unsigned long long)bi->entities, (unsigned long long)bi->bytes, d, bi->seconds);
+}
+
+/* Runs a one-shot tool on the store the settings name; returns the exit status. */
+static int run_tool(const tool *t, targets *tg, const char *uri,
+                    ow_content *content) {
+  char err[4600];
+  ow_backup_info bi;
+  int rc;
+  if (!strcmp(t->name, "verify") || !strcmp(t->name, "restore")) {
+    rc = !strcmp(t->name, "verify")
+             ? ow_backup_verify(t->dir, &tg->zone, content, &bi, NULL, err, sizeof err)
+             : strncmp(uri, "lmdb:", 5)
+                   ? (snprintf(err, sizeof err, "restore writes LMDB stores only (store = %s)", uri),
+                      OW_E_CONFIG)
+                   : ow_backup_restore(t->dir, uri + 5, &tg->zone, content, &bi, err, sizeof err);
+    if (rc) {
+      fprintf(stderr, "otherworld: %s %s: %s\n", t->name, t->dir, err);
+      return 1;
+    }
+    print_info(!strcmp(t->name, "verify") ? "verified" : "restored", t->dir, &bi);
+    if (!strcmp(t->name, "restore")) printf("into=%s\n", uri + 5);
+    return 0;
+  }
+  /* --backup: opened read-only, so it can run beside the server that owns the store. */
+  ow_store *store;
+  tg->store.read_only = true;
+  rc = ow_store_open_uri(&store, uri, &tg->store, err, sizeof err);
+  if (rc) {
+    fprintf(stderr, "otherworld: backup: cannot open %s: %s\n", uri,
+            rc == OW_E_INVAL ? err : ow_strerror(rc));
+    return rc == OW_E_INVAL ? 2 : 1;
+  }
+  rc = ow_backup_make(store, t->dir, &bi, err, sizeof err);
+  ow_store_close(store);
+  if (!rc) rc = ow_backup_verify(t->dir, &tg->zone, content, &bi, NULL, err, sizeof err);
+  if (rc) {
+    fprintf(stderr, "otherworld: backup %s: %s\n", t->dir, err);
+    return 1;
+  }
+  print_info("backup", t->dir, &bi);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   ow_config cfg;
   ow_config_init(&cfg);
   char err[512];
   bool help;
-  if (ow_config_args(&cfg, argc, argv, &help, err, sizeof err)) {
+  tool tl = {0};
+  if (take_tool(&argc, argv, &tl, err, sizeof err) ||
+      ow_config_args(&cfg, argc, argv, &help, err, sizeof err)) {
     fprintf(stderr, "otherworld: %s\n", err);
     ow_config_deinit(&cfg);
     return 2;
@@ -126,11 +228,24 @@ int main(int argc, char **argv) {
   targets t;
   apply_settings(&cfg, &t);
   t.store.nosync = nosync;
+  if (t.backup.every_s > 0 && !tl.name && mkdir(t.backup.dir, 0755) && errno != EEXIST) {
+    fprintf(stderr, "otherworld: backup_dir %s: %s\n", t.backup.dir, strerror(errno));
+    ow_content_destroy(content);
+    ow_config_deinit(&cfg);
+    return 2;
+  }
   char *uri = *cfg.store ? ow_strdup(cfg.store) : NULL;
   if (!uri) {
     size_t n = strlen(cfg.data_dir) + 6;
     uri = ow_malloc(n);
     snprintf(uri, n, "lmdb:%s", cfg.data_dir);
+  }
+  if (tl.name) {
+    int code = run_tool(&tl, &t, uri, content);
+    ow_free(uri);
+    ow_content_destroy(content);
+    ow_config_deinit(&cfg);
+    return code;
   }
   ow_store *store;
   int rc = ow_store_open_uri(&store, uri, &t.store, err, sizeof err);
@@ -177,6 +292,13 @@ int main(int argc, char **argv) {
     ow_zone_loop_destroy(a.zl);
     goto out;
   }
+  /* After the server listens: a schedule needs nothing but the store, and its directory was
+   * checked before recovery. */
+  if (t.backup.every_s > 0 &&
+      !ow_backup_schedule_start(&a.backups, a.loop, store, t.backup.dir, t.backup.every_s,
+                                t.backup.keep))
+    OW_INFO("backups", "dir=%s every_s=%g keep=%u", t.backup.dir, t.backup.every_s,
+            t.backup.keep);
   uv_signal_init(a.loop, &a.sigint);
   uv_signal_init(a.loop, &a.sigterm);
   a.sigint.data = a.sigterm.data = &a;
@@ -198,6 +320,8 @@ int main(int argc, char **argv) {
           (unsigned long long)st->connections, ow_err_name(store_err));
   ow_server_free(a.server);
   a.server = NULL;
+  ow_backup_schedule_stop(a.backups); /* when the loop ended without a signal */
+  a.backups = NULL;
   uv_run(a.loop, UV_RUN_DEFAULT); /* lws closes its last handles */
   ow_zone_loop_destroy(a.zl);
   uv_loop_close(a.loop);

@@ -17,9 +17,9 @@
  * is added in one place. The destination is TO(field), KIB(field) or MIB(field) (the value times
  * 1024 or 1024 * 1024) of one of the module configurations main.c fills (srv: ow_server_config,
  * zone: ow_zone_config, auth: ow_auth_config, store: ow_store_options, loop: the zone loop's
- * timers), or BY_HAND for the few main.c interprets itself (paths, URIs, modes). Lengths and
- * ranges are those of the field a value ends up in: server_name travels in WELCOME as a string of
- * at most 255 bytes. The "choices" names are arrays defined in config.c. */
+ * timers, backup: the backup schedule), or BY_HAND for the few main.c interprets itself (paths,
+ * URIs, modes). Lengths and ranges are those of the field a value ends up in: server_name travels
+ * in WELCOME as a string of at most 255 bytes. The "choices" names are arrays defined in config.c. */
 #define OW_SETTINGS(STR, NUM) \
     STR(data_dir, "./data", NULL, 0, 4096, BY_HAND, "directory of the embedded LMDB store") \
     STR(store, "", NULL, 1, 4096, BY_HAND, "where the world is kept, as a URI: lmdb:DIR (empty: lmdb: " \
@@ -85,6 +85,11 @@
     NUM(chat_burst, "10", 1, 100000, TO(srv.chat_burst), "chat burst per client") \
     NUM(rate_kick, "500", 0, 1e9, TO(srv.rate_kick), "refusals for rate (actions, chat, logins; a dropped pose counts a " \
       "quarter) a client may pile up before SERVER_BYE RATE (0: never)") \
+    STR(backup_dir, "./backups", NULL, 0, 4000, TO(backup.dir), "directory of the scheduled " \
+      "backups (backup-<UTC time>/, each a compacted copy of the store and its manifest)") \
+    NUM(backup_every_s, "0", 0, 1e8, TO(backup.every_s), "seconds between hot backups while the " \
+      "server runs (0: none; otherworld --backup DIR makes one on demand)") \
+    NUM(backup_keep, "24", 1, 1e6, TO(backup.keep), "scheduled backups kept; older ones are removed") \
     NUM(rate_kick_decay, "50", 0, 1e9, TO(srv.rate_kick_decay), "refusals per second forgiven from that pile")
 
 typedef struct ow_config {

@@ -2,8 +2,13 @@
  * store.h and docs/storage.md; the LMDB implementation is store/lmdb.c. */
 #include "store/store.h"
 
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "store/store_int.h"
 
@@ -54,6 +59,53 @@ int ow_store_stat(ow_store *s, uint64_t *entries, uint64_t *bytes) {
 }
 
 const char *ow_store_scheme(const ow_store *s) { return s->m->scheme; }
+
+/* Removes a directory holding only files (a copy left half-made by a crash). */
+static void remove_flat_dir(const char *path) {
+  DIR *d = opendir(path);
+  if (!d) return;
+  struct dirent *e;
+  char p[4200];
+  while ((e = readdir(d)))
+    if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+      snprintf(p, sizeof p, "%s/%s", path, e->d_name);
+      unlink(p);
+    }
+  closedir(d);
+  rmdir(path);
+}
+
+/* fsync of a directory, so that the names created or renamed in it survive a power loss. */
+static int sync_dir(const char *path) {
+  int fd = open(path, O_RDONLY | O_DIRECTORY);
+  if (fd < 0) return -errno;
+  int rc = fsync(fd) ? -errno : 0;
+  close(fd);
+  return rc;
+}
+
+int ow_store_copy(ow_store *s, const char *dest) {
+  if (!s->m->copy) return -ENOTSUP;
+  struct stat st;
+  if (!stat(dest, &st)) return -EEXIST;
+  char tmp[4200], parent[4200];
+  if (snprintf(tmp, sizeof tmp, "%s.tmp", dest) >= (int)sizeof tmp) return OW_E_INVAL;
+  remove_flat_dir(tmp);
+  if (mkdir(tmp, 0755)) return -errno;
+  int rc = s->m->copy(s, tmp);
+  if (!rc) rc = sync_dir(tmp);
+  if (!rc && rename(tmp, dest)) rc = -errno;
+  if (rc) {
+    remove_flat_dir(tmp);
+    return rc;
+  }
+  snprintf(parent, sizeof parent, "%s", dest);
+  char *slash = strrchr(parent, '/');
+  if (slash == parent) slash[1] = 0;
+  else if (slash) *slash = 0;
+  else snprintf(parent, sizeof parent, ".");
+  return sync_dir(parent);
+}
 
 bool ow_store_error_retryable(int rc) { return rc == OW_E_RETRY; }
 

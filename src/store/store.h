@@ -20,6 +20,8 @@ typedef struct ow_store_options {
   uint64_t map_size; /* initial LMDB map size in bytes; grows by doubling when full */
   bool nosync;       /* MDB_NOSYNC: the operator accepts losing the last commits on power loss
                         (a process crash still loses nothing) */
+  bool read_only;    /* open an existing store for reading only (backups, verify); it may be in
+                        use by a running server at the same time (LMDB's lock file) */
 } ow_store_options;
 
 /* Opens (creating if needed) the LMDB store in opt->path. The caller owns *out. */
@@ -83,6 +85,12 @@ int ow_store_write_if(ow_store *s, const ow_batch *b, const ow_store_cond *cond)
  * malformed batch) and OW_E_CONFLICT (a condition that does not hold), which leave the store usable
  * but will fail the same way again. */
 bool ow_store_error_retryable(int rc);
+
+/* Writes a consistent, compacted copy of the store as of its last commit into directory dest
+ * (created; it must not hold a store already: -EEXIST), durably (fsynced), while writes go on.
+ * The copy is made under dest + ".tmp" and renamed into place, so dest either holds a whole copy
+ * or does not exist. -ENOTSUP for an implementation that cannot copy itself. */
+int ow_store_copy(ow_store *s, const char *dest);
 
 /* Reads one value into out (replacing its contents). OW_E_NOT_FOUND if absent. */
 int ow_store_get(ow_store *s, const void *k, size_t kl, ow_buf *out);
