@@ -14,6 +14,7 @@
 #include "content/content.h"
 #include "core/core.h"
 #include "ops/backup.h"
+#include "ops/notify.h"
 #include "ops/schedule.h"
 #include "server/server.h"
 #include "store/store.h"
@@ -27,6 +28,7 @@ typedef struct app {
   ow_zone *zone;
   ow_server *server;
   ow_backup_schedule *backups;
+  ow_notify *notify;
   uint64_t durable_actions;
 } app;
 
@@ -50,6 +52,8 @@ static void on_signal(uv_signal_t *s, int signum) {
   uv_signal_stop(&a->sigterm);
   ow_backup_schedule_stop(a->backups);
   a->backups = NULL;
+  ow_notify_stopping(a->notify);
+  a->notify = NULL;
   ow_server_shutdown(a->server, stopped, a);
 }
 
@@ -310,6 +314,12 @@ int main(int argc, char **argv) {
           strcmp(cfg.bind, "0.0.0.0") ? cfg.bind : "127.0.0.1", ow_server_port(a.server),
           ow_auth_accounts(auth), cfg.tick_hz, cfg.durability, t.srv.pwhash_jobs);
 
+  char status[128];
+  snprintf(status, sizeof status, "serving ws://%s:%d/ws, frame %llu",
+           strcmp(cfg.bind, "0.0.0.0") ? cfg.bind : "127.0.0.1", ow_server_port(a.server),
+           (unsigned long long)ow_zone_durable_frame(a.zone));
+  ow_notify_ready(&a.notify, a.loop, status);
+
   uv_run(a.loop, UV_RUN_DEFAULT);
 
   int store_err = ow_zone_store_error(a.zone);
@@ -322,6 +332,8 @@ int main(int argc, char **argv) {
   a.server = NULL;
   ow_backup_schedule_stop(a.backups); /* when the loop ended without a signal */
   a.backups = NULL;
+  if (a.notify) ow_notify_stopping(a.notify);
+  a.notify = NULL;
   uv_run(a.loop, UV_RUN_DEFAULT); /* lws closes its last handles */
   ow_zone_loop_destroy(a.zl);
   uv_loop_close(a.loop);
