@@ -13,6 +13,7 @@
 
 #include "auth/throttle.h"
 #include "proto/proto.h"
+#include "server/interest.h"
 #include "server/replica.h"
 
 enum { S_NEW, S_GREETED, S_AUTHED, S_JOINED };
@@ -1323,8 +1324,6 @@ static int cmp_cand(const void *a, const void *b) {
  * its bandwidth budget allows; a priority accumulator makes sure far avatars are updated too, less
  * often. A client whose send queue is backing up gets none this round: stale poses are never
  * queued. */
-static uint64_t cell_pack(ow_cell c) { return ((uint64_t)(uint32_t)c.x << 32) | (uint32_t)c.z; }
-
 static void poses_cb(uv_timer_t *t) { publish_poses(t->data); }
 
 static void publish_poses(ow_server *s) {
@@ -1347,7 +1346,7 @@ static void publish_poses(ow_server *s) {
     if (sc->state != S_JOINED || !sc->pose_seq) continue;
     const ow_entity *e = ow_world_get(w, sc->avatar);
     if (!e) continue;
-    uint64_t key = cell_pack(ow_world_region_cell(w, e->region));
+    uint64_t key = ow_cell_key(ow_world_region_cell(w, e->region));
     uint64_t *head = ow_map_get(&first, key);
     OW_VEC_PUSH(next, head ? (uint32_t)*head : 0);
     OW_VEC_PUSH(posers, sc);
@@ -1368,33 +1367,32 @@ static void publish_poses(ow_server *s) {
     ow_cell mc = ow_world_region_cell(w, me->region);
     cands.len = 0;
     size_t need = 0; /* bytes of every candidate's entry */
-    for (int dx = -s->radius_cells; dx <= s->radius_cells; dx++)
-      for (int dz = -s->radius_cells; dz <= s->radius_cells; dz++) {
-        ow_cell cc = {mc.x + dx, mc.z + dz};
-        uint64_t *head = ow_map_get(&first, cell_pack(cc));
-        for (uint32_t j = head ? (uint32_t)*head : 0; j; j = next.v[j - 1]) {
-          client *sc = posers.v[j - 1];
-          if (sc == rc) continue;
-          uint64_t *pv = ow_map_get(&rc->prio, sc->session);
-          if (!pv) {
-            ow_map_set(&rc->prio, sc->session, 0);
-            pv = ow_map_get(&rc->prio, sc->session);
-          }
-          uint32_t sent_seq = (uint32_t)*pv;
-          if (sent_seq == sc->pose_seq) continue; /* nothing new from this one */
-          const ow_entity *other = where.v[j - 1];
-          float prio;
-          uint32_t bits = (uint32_t)(*pv >> 32);
-          memcpy(&prio, &bits, 4);
-          float ddx = other->xf.pos[0] - me->xf.pos[0], ddz = other->xf.pos[2] - me->xf.pos[2];
-          prio += 1.0f / (1.0f + sqrtf(ddx * ddx + ddz * ddz) / 4.0f);
-          memcpy(&bits, &prio, 4);
-          *pv = ((uint64_t)bits << 32) | sent_seq;
-          cand cd = {j - 1, prio};
-          OW_VEC_PUSH(cands, cd);
-          need += ent_at.v[j] - ent_at.v[j - 1];
+    ow_cell cc;
+    for (ow_interest it = ow_interest_begin(mc, s->radius_cells); ow_interest_next(&it, &cc);) {
+      uint64_t *head = ow_map_get(&first, ow_cell_key(cc));
+      for (uint32_t j = head ? (uint32_t)*head : 0; j; j = next.v[j - 1]) {
+        client *sc = posers.v[j - 1];
+        if (sc == rc) continue;
+        uint64_t *pv = ow_map_get(&rc->prio, sc->session);
+        if (!pv) {
+          ow_map_set(&rc->prio, sc->session, 0);
+          pv = ow_map_get(&rc->prio, sc->session);
         }
+        uint32_t sent_seq = (uint32_t)*pv;
+        if (sent_seq == sc->pose_seq) continue; /* nothing new from this one */
+        const ow_entity *other = where.v[j - 1];
+        float prio;
+        uint32_t bits = (uint32_t)(*pv >> 32);
+        memcpy(&prio, &bits, 4);
+        float ddx = other->xf.pos[0] - me->xf.pos[0], ddz = other->xf.pos[2] - me->xf.pos[2];
+        prio += 1.0f / (1.0f + sqrtf(ddx * ddx + ddz * ddz) / 4.0f);
+        memcpy(&bits, &prio, 4);
+        *pv = ((uint64_t)bits << 32) | sent_seq;
+        cand cd = {j - 1, prio};
+        OW_VEC_PUSH(cands, cd);
+        need += ent_at.v[j] - ent_at.v[j - 1];
       }
+    }
     if (!cands.len) continue;
     /* Reliable traffic comes first; poses get what is left of the client's budget, and never less
      * than one pose per publish so that the nearest avatar keeps moving. Priority order decides

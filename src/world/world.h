@@ -31,6 +31,7 @@ typedef struct ow_world_config {
 typedef struct ow_cell {
   int32_t x, z;
 } ow_cell;
+static inline uint64_t ow_cell_key(ow_cell c) { return ((uint64_t)(uint32_t)c.x << 32) | (uint32_t)c.z; }
 
 enum { OW_EF_DIRTY = 1, OW_EF_STREAM_DIRTY = 2 };
 #define OW_NONE UINT32_MAX
