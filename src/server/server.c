@@ -9,14 +9,19 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "auth/throttle.h"
 #include "proto/proto.h"
+#include "server/interest.h"
 #include "server/replica.h"
 
 enum { S_NEW, S_GREETED, S_AUTHED, S_JOINED };
 enum { JOB_REGISTER, JOB_LOGIN };
 
 #define UNDELIVERED_MAX 256
+/* seqs per DURABLE message (its count is 16 bits; 4096 seqs keep it near 32 KiB). */
+#define DURABLE_CHUNK 4096
 
 typedef struct job job;
 typedef struct client client;
@@ -229,6 +234,18 @@ static void take_over(ow_server *s, uint64_t account, client *newc) {
   kick(old, OW_BYE_TAKEN_OVER, "this account logged in on another connection");
 }
 
+/* DURABLE for n seqs of one frame, as many messages as the 16-bit count needs (4096 per message,
+ * which keeps each well under the WebSocket message size). The one place DURABLE is chunked. */
+static void send_durable(client *c, uint64_t frame, int status, const uint64_t *seqs, size_t n) {
+  ow_server *s = c->srv;
+  for (size_t k = 0; k < n; k += DURABLE_CHUNK) {
+    size_t cnt = n - k < DURABLE_CHUNK ? n - k : DURABLE_CHUNK;
+    s->out.len = 0;
+    ow_proto_put_durable(&s->out, frame, status, seqs + k, (uint16_t)cnt);
+    send_raw(c, s->out.data, s->out.len);
+  }
+}
+
 static void deliver_undelivered(client *c) {
   ow_server *s = c->srv;
   uint64_t *v = ow_map_get(&s->undelivered, c->session);
@@ -237,10 +254,8 @@ static void deliver_undelivered(client *c) {
   size_t i = 0;
   while (i < u->frames.len) {
     size_t j = i;
-    while (j < u->frames.len && u->frames.v[j] == u->frames.v[i] && j - i < 4096) j++;
-    s->out.len = 0;
-    ow_proto_put_durable(&s->out, u->frames.v[i], 0, u->seqs.v + i, (uint16_t)(j - i));
-    send_raw(c, s->out.data, s->out.len);
+    while (j < u->frames.len && u->frames.v[j] == u->frames.v[i]) j++;
+    send_durable(c, u->frames.v[i], 0, u->seqs.v + i, j - i);
     i = j;
   }
   OW_VEC_FREE(u->frames);
@@ -787,10 +802,8 @@ static void on_action(client *c, const ow_msg *m) {
    * fault, a replay of one that never became durable is told so at once too. */
   int status = frame <= ow_zone_durable_frame(s->zone) ? 0 : ow_zone_store_error(s->zone);
   if (replayed && (frame <= ow_zone_durable_frame(s->zone) || status)) {
-    s->out.len = 0;
     uint64_t seq = m->u.action.seq;
-    ow_proto_put_durable(&s->out, frame, status, &seq, 1);
-    send_raw(c, s->out.data, s->out.len);
+    send_durable(c, frame, status, &seq, 1);
   }
 }
 
@@ -1063,56 +1076,121 @@ static void on_close(void *ud, ow_conn *conn) {
   if (c) client_drop(ud, c);
 }
 
-/* The abuse counters of /status: the JSON object's last fields. */
-static void status_abuse(ow_server *s, ow_buf *out) {
-  const ow_net_stats *ns = ow_net_stats_get(s->net);
-  char buf[1024];
-  int n = snprintf(
-      buf, sizeof buf,
-      "\"tcp_open\":%zu,\"tcp_accepted\":%llu,\"conns_refused_total\":%llu,"
-      "\"conns_refused_addr\":%llu,\"oversize\":%llu,\"protocol_errors\":%llu,\"too_slow\":%llu,"
-      "\"rate_limited\":%llu,\"rate_kicks\":%llu,\"logins_failed\":%llu,"
-      "\"login_refused_account\":%llu,\"login_refused_addr\":%llu,\"pwhash_refused_addr\":%llu,"
-      "\"pwhash_refused_busy\":%llu,\"pwhash_running\":%u,\"pwhash_waiting\":%u}\n",
-      ns->tcp_open, (unsigned long long)ns->accepted, (unsigned long long)ns->refused_total,
-      (unsigned long long)ns->refused_addr, (unsigned long long)ns->oversize,
-      (unsigned long long)s->stats.protocol_errors, (unsigned long long)s->stats.too_slow,
-      (unsigned long long)s->stats.rate_limited, (unsigned long long)s->stats.rate_kicks,
-      (unsigned long long)s->stats.logins_failed,
-      (unsigned long long)s->stats.login_refused_account,
-      (unsigned long long)s->stats.login_refused_addr,
-      (unsigned long long)s->stats.pwhash_refused_addr,
-      (unsigned long long)s->stats.pwhash_refused_busy, s->jobs_running, s->jobs_queued);
-  ow_buf_put(out, buf, (size_t)n);
+/* A timing percentile in microseconds, rounded to 0.1 us as /status has always shown it. */
+static json_t *pct_us(const ow_samples *sm, int pct) {
+  return json_real(round(ow_samples_pct(sm, pct) / 1e2) / 10.0);
 }
 
-static void status_json(void *ud, ow_buf *out) {
-  ow_server *s = ud;
-  const ow_zone_loop_stats *zs = ow_zone_loop_stats_get(s->zl);
-  char buf[2048];
-  int n = snprintf(
-      buf, sizeof buf,
-      "{\"name\":\"%s\",\"connections\":%zu,\"players\":%u,\"accounts\":%zu,\"entities\":%zu,"
-      "\"frame\":%llu,\"durable_frame\":%llu,\"store_failed\":%s,\"store_error\":\"%s\","
-      "\"actions\":%llu,"
-      "\"seal_p50_us\":%.1f,\"seal_p99_us\":%.1f,\"publish_p50_us\":%.1f,\"publish_p99_us\":%.1f,"
-      "\"poses_p50_us\":%.1f,\"poses_p99_us\":%.1f,\"commit_p50_us\":%.1f,\"commit_p99_us\":%.1f,"
-      "\"bytes_in\":%llu,\"bytes_out\":%llu,\"mem_bytes\":%zu,",
-      s->cfg.name, s->clients.len, s->joined, ow_auth_accounts(s->auth),
-      ow_world_count(ow_zone_world(s->zone)), (unsigned long long)ow_zone_frame(s->zone),
-      (unsigned long long)ow_zone_durable_frame(s->zone), s->store_failed ? "true" : "false",
-      ow_err_name(ow_zone_store_error(s->zone)),
-      (unsigned long long)s->stats.actions, ow_samples_pct(&zs->seal_ns, 50) / 1e3,
-      ow_samples_pct(&zs->seal_ns, 99) / 1e3, ow_samples_pct(&s->stats.publish_ns, 50) / 1e3,
-      ow_samples_pct(&s->stats.publish_ns, 99) / 1e3, ow_samples_pct(&s->stats.poses_ns, 50) / 1e3,
-      ow_samples_pct(&s->stats.poses_ns, 99) / 1e3, ow_samples_pct(&zs->commit_ns, 50) / 1e3,
-      ow_samples_pct(&zs->commit_ns, 99) / 1e3, (unsigned long long)s->stats.bytes_in,
-      (unsigned long long)s->stats.bytes_out, ow_mem_used());
-  if (n > 0) ow_buf_put(out, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
-  status_abuse(s, out);
+/* The server name as a JSON string. jansson refuses bytes that are not UTF-8; such a name is shown
+ * with those bytes as '?' rather than leaving the field out. */
+static json_t *name_string(const char *name) {
+  json_t *j = json_string(name);
+  if (j) return j;
+  size_t n = strlen(name);
+  char *copy = ow_malloc(n + 1);
+  for (size_t i = 0; i <= n; i++) copy[i] = (unsigned char)name[i] < 0x80 ? name[i] : '?';
+  j = json_string(copy);
+  ow_free(copy);
+  return j;
 }
+
+static void set_u64(json_t *o, const char *key, uint64_t v) {
+  json_object_set_new(o, key, json_integer((json_int_t)v));
+}
+
+/* /status as a jansson object: names are escaped by jansson, and nothing is truncated. The field
+ * names and their order are what tests, bench/lib.sh and the soak script read; the abuse counters
+ * come last. */
+static json_t *status_object(const ow_server *s) {
+  const ow_zone_loop_stats *zs = ow_zone_loop_stats_get(s->zl);
+  const ow_net_stats *ns = ow_net_stats_get(s->net);
+  const ow_server_stats *st = &s->stats;
+  json_t *o = json_object();
+  json_object_set_new(o, "name", name_string(s->cfg.name ? s->cfg.name : ""));
+  set_u64(o, "connections", s->clients.len);
+  set_u64(o, "players", s->joined);
+  set_u64(o, "accounts", ow_auth_accounts(s->auth));
+  set_u64(o, "entities", ow_world_count(ow_zone_world(s->zone)));
+  set_u64(o, "frame", ow_zone_frame(s->zone));
+  set_u64(o, "durable_frame", ow_zone_durable_frame(s->zone));
+  json_object_set_new(o, "store_failed", json_boolean(s->store_failed));
+  json_object_set_new(o, "store_error", json_string(ow_err_name(ow_zone_store_error(s->zone))));
+  set_u64(o, "actions", st->actions);
+  json_object_set_new(o, "seal_p50_us", pct_us(&zs->seal_ns, 50));
+  json_object_set_new(o, "seal_p99_us", pct_us(&zs->seal_ns, 99));
+  json_object_set_new(o, "publish_p50_us", pct_us(&st->publish_ns, 50));
+  json_object_set_new(o, "publish_p99_us", pct_us(&st->publish_ns, 99));
+  json_object_set_new(o, "poses_p50_us", pct_us(&st->poses_ns, 50));
+  json_object_set_new(o, "poses_p99_us", pct_us(&st->poses_ns, 99));
+  json_object_set_new(o, "commit_p50_us", pct_us(&zs->commit_ns, 50));
+  json_object_set_new(o, "commit_p99_us", pct_us(&zs->commit_ns, 99));
+  set_u64(o, "bytes_in", st->bytes_in);
+  set_u64(o, "bytes_out", st->bytes_out);
+  set_u64(o, "mem_bytes", ow_mem_used());
+  set_u64(o, "tcp_open", ns->tcp_open);
+  set_u64(o, "tcp_accepted", ns->accepted);
+  set_u64(o, "conns_refused_total", ns->refused_total);
+  set_u64(o, "conns_refused_addr", ns->refused_addr);
+  set_u64(o, "oversize", ns->oversize);
+  set_u64(o, "protocol_errors", st->protocol_errors);
+  set_u64(o, "too_slow", st->too_slow);
+  set_u64(o, "rate_limited", st->rate_limited);
+  set_u64(o, "rate_kicks", st->rate_kicks);
+  set_u64(o, "logins_failed", st->logins_failed);
+  set_u64(o, "login_refused_account", st->login_refused_account);
+  set_u64(o, "login_refused_addr", st->login_refused_addr);
+  set_u64(o, "pwhash_refused_addr", st->pwhash_refused_addr);
+  set_u64(o, "pwhash_refused_busy", st->pwhash_refused_busy);
+  set_u64(o, "pwhash_running", s->jobs_running);
+  set_u64(o, "pwhash_waiting", s->jobs_queued);
+  return o;
+}
+
+int ow_server_status_json(const ow_server *s, ow_buf *out) {
+  json_t *o = status_object(s);
+  /* One compact line (bench/lib.sh reads the body's last line); 15 significant digits print
+   * the rounded timings without binary noise and without an exponent. */
+  char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(15));
+  json_decref(o);
+  if (!text) return OW_E_NOMEM;
+  ow_buf_put(out, text, strlen(text));
+  ow_buf_put(out, "\n", 1);
+  free(text);
+  return 0;
+}
+
+static void status_json(void *ud, ow_buf *out) { ow_server_status_json(ud, out); }
 
 /* ---- durable frames ------------------------------------------------------------------------------ */
+
+/* One session's confirmations of one frame: sent when its client is connected; kept for a RESUME
+ * when nobody holds the session, but only those of a durable frame. */
+static void confirm_session(ow_server *s, uint64_t session, uint64_t frame, int status,
+                            const uint64_t *seqs, size_t n) {
+  uint64_t *cv = ow_map_get(&s->by_session, session);
+  client *c = cv ? (client *)(uintptr_t)*cv : NULL;
+  if (c && c->conn) {
+    send_durable(c, frame, status, seqs, n);
+    return;
+  }
+  if (status) return;
+  uint64_t *uv = ow_map_get(&s->undelivered, session);
+  undelivered *u = uv ? (undelivered *)(uintptr_t)*uv : NULL;
+  if (!u) {
+    u = ow_calloc(1, sizeof *u);
+    ow_map_set(&s->undelivered, session, (uint64_t)(uintptr_t)u);
+  }
+  for (size_t k = 0; k < n; k++) {
+    if (u->frames.len >= UNDELIVERED_MAX) { /* keep the newest: the client also has last_seq */
+      memmove(u->frames.v, u->frames.v + 1, (u->frames.len - 1) * sizeof *u->frames.v);
+      memmove(u->seqs.v, u->seqs.v + 1, (u->seqs.len - 1) * sizeof *u->seqs.v);
+      u->frames.len--;
+      u->seqs.len--;
+    }
+    OW_VEC_PUSH(u->frames, frame);
+    OW_VEC_PUSH(u->seqs, seqs[k]);
+  }
+}
 
 void ow_server_on_durable(ow_server *s, const ow_frame_info *f) {
   if (!f->status && f->batch) ow_replica_apply(s->replica, f->batch, f->frame);
@@ -1125,52 +1203,45 @@ void ow_server_on_durable(ow_server *s, const ow_frame_info *f) {
     for (size_t i = 0; i < s->clients.len; i++)
       if (s->clients.v[i]->state != S_NEW) send_store_failed(s->clients.v[i]);
   }
-  /* Confirmations, grouped per session, in the order the actions were applied. */
-  size_t i = 0;
-  OW_VEC(uint64_t) seqs = {0};
-  bool *done = ow_calloc(f->nactions ? f->nactions : 1, sizeof *done);
-  for (i = 0; i < f->nactions; i++) {
-    if (done[i]) continue;
-    uint64_t session = f->actions[i].session;
-    seqs.len = 0;
-    for (size_t k = i; k < f->nactions; k++)
-      if (!done[k] && f->actions[k].session == session) {
-        done[k] = true;
-        OW_VEC_PUSH(seqs, f->actions[k].seq);
+  /* Confirmations, grouped per session, in the order the actions were applied: one pass buckets
+   * the frame's actions by session (groups in order of each session's first action), a second
+   * places each seq in its group's run of one flat array. */
+  size_t n = f->nactions;
+  if (n) {
+    ow_map group_of;
+    ow_map_init(&group_of);
+    uint64_t *sessions = ow_malloc(n * sizeof *sessions);
+    size_t *start = ow_calloc(n + 1, sizeof *start);
+    size_t *group = ow_malloc(n * sizeof *group);
+    size_t ngroups = 0;
+    for (size_t i = 0; i < n; i++) {
+      uint64_t *g = ow_map_get(&group_of, f->actions[i].session);
+      if (!g) {
+        sessions[ngroups] = f->actions[i].session;
+        ow_map_set(&group_of, f->actions[i].session, ngroups);
+        group[i] = ngroups++;
+      } else {
+        group[i] = (size_t)*g;
       }
-    uint64_t *cv = ow_map_get(&s->by_session, session);
-    client *c = cv ? (client *)(uintptr_t)*cv : NULL;
-    if (c && c->conn) {
-      for (size_t k = 0; k < seqs.len; k += 4096) {
-        size_t cnt = seqs.len - k < 4096 ? seqs.len - k : 4096;
-        s->out.len = 0;
-        ow_proto_put_durable(&s->out, f->frame, f->status, seqs.v + k, (uint16_t)cnt);
-        send_raw(c, s->out.data, s->out.len);
-      }
-    } else if (!f->status) {
-      uint64_t *uv = ow_map_get(&s->undelivered, session);
-      undelivered *u = uv ? (undelivered *)(uintptr_t)*uv : NULL;
-      if (!u) {
-        u = ow_calloc(1, sizeof *u);
-        ow_map_set(&s->undelivered, session, (uint64_t)(uintptr_t)u);
-      }
-      for (size_t k = 0; k < seqs.len; k++) {
-        if (u->frames.len >= UNDELIVERED_MAX) { /* keep the newest: the client also has last_seq */
-          memmove(u->frames.v, u->frames.v + 1, (u->frames.len - 1) * sizeof *u->frames.v);
-          memmove(u->seqs.v, u->seqs.v + 1, (u->seqs.len - 1) * sizeof *u->seqs.v);
-          u->frames.len--;
-          u->seqs.len--;
-        }
-        OW_VEC_PUSH(u->frames, f->frame);
-        OW_VEC_PUSH(u->seqs, seqs.v[k]);
-      }
+      start[group[i] + 1]++;
     }
+    for (size_t g = 0; g < ngroups; g++) start[g + 1] += start[g];
+    uint64_t *seqs = ow_malloc(n * sizeof *seqs);
+    size_t *fill = ow_malloc((ngroups ? ngroups : 1) * sizeof *fill);
+    memcpy(fill, start, ngroups * sizeof *fill);
+    for (size_t i = 0; i < n; i++) seqs[fill[group[i]]++] = f->actions[i].seq;
+    for (size_t g = 0; g < ngroups; g++)
+      confirm_session(s, sessions[g], f->frame, f->status, seqs + start[g], start[g + 1] - start[g]);
+    ow_free(fill);
+    ow_free(seqs);
+    ow_free(group);
+    ow_free(start);
+    ow_free(sessions);
+    ow_map_deinit(&group_of);
   }
-  ow_free(done);
-  OW_VEC_FREE(seqs);
   /* Replies that waited for durability (REGISTER). */
   size_t keep = 0;
-  for (i = 0; i < s->pending.len; i++) {
+  for (size_t i = 0; i < s->pending.len; i++) {
     pending_reply *p = &s->pending.v[i];
     if (p->frame > f->frame && !f->status) {
       s->pending.v[keep++] = *p;
@@ -1254,8 +1325,6 @@ static int cmp_cand(const void *a, const void *b) {
  * its bandwidth budget allows; a priority accumulator makes sure far avatars are updated too, less
  * often. A client whose send queue is backing up gets none this round: stale poses are never
  * queued. */
-static uint64_t cell_pack(ow_cell c) { return ((uint64_t)(uint32_t)c.x << 32) | (uint32_t)c.z; }
-
 static void poses_cb(uv_timer_t *t) { publish_poses(t->data); }
 
 static void publish_poses(ow_server *s) {
@@ -1278,7 +1347,7 @@ static void publish_poses(ow_server *s) {
     if (sc->state != S_JOINED || !sc->pose_seq) continue;
     const ow_entity *e = ow_world_get(w, sc->avatar);
     if (!e) continue;
-    uint64_t key = cell_pack(ow_world_region_cell(w, e->region));
+    uint64_t key = ow_cell_key(ow_world_region_cell(w, e->region));
     uint64_t *head = ow_map_get(&first, key);
     OW_VEC_PUSH(next, head ? (uint32_t)*head : 0);
     OW_VEC_PUSH(posers, sc);
@@ -1299,33 +1368,32 @@ static void publish_poses(ow_server *s) {
     ow_cell mc = ow_world_region_cell(w, me->region);
     cands.len = 0;
     size_t need = 0; /* bytes of every candidate's entry */
-    for (int dx = -s->radius_cells; dx <= s->radius_cells; dx++)
-      for (int dz = -s->radius_cells; dz <= s->radius_cells; dz++) {
-        ow_cell cc = {mc.x + dx, mc.z + dz};
-        uint64_t *head = ow_map_get(&first, cell_pack(cc));
-        for (uint32_t j = head ? (uint32_t)*head : 0; j; j = next.v[j - 1]) {
-          client *sc = posers.v[j - 1];
-          if (sc == rc) continue;
-          uint64_t *pv = ow_map_get(&rc->prio, sc->session);
-          if (!pv) {
-            ow_map_set(&rc->prio, sc->session, 0);
-            pv = ow_map_get(&rc->prio, sc->session);
-          }
-          uint32_t sent_seq = (uint32_t)*pv;
-          if (sent_seq == sc->pose_seq) continue; /* nothing new from this one */
-          const ow_entity *other = where.v[j - 1];
-          float prio;
-          uint32_t bits = (uint32_t)(*pv >> 32);
-          memcpy(&prio, &bits, 4);
-          float ddx = other->xf.pos[0] - me->xf.pos[0], ddz = other->xf.pos[2] - me->xf.pos[2];
-          prio += 1.0f / (1.0f + sqrtf(ddx * ddx + ddz * ddz) / 4.0f);
-          memcpy(&bits, &prio, 4);
-          *pv = ((uint64_t)bits << 32) | sent_seq;
-          cand cd = {j - 1, prio};
-          OW_VEC_PUSH(cands, cd);
-          need += ent_at.v[j] - ent_at.v[j - 1];
+    ow_cell cc;
+    for (ow_interest it = ow_interest_begin(mc, s->radius_cells); ow_interest_next(&it, &cc);) {
+      uint64_t *head = ow_map_get(&first, ow_cell_key(cc));
+      for (uint32_t j = head ? (uint32_t)*head : 0; j; j = next.v[j - 1]) {
+        client *sc = posers.v[j - 1];
+        if (sc == rc) continue;
+        uint64_t *pv = ow_map_get(&rc->prio, sc->session);
+        if (!pv) {
+          ow_map_set(&rc->prio, sc->session, 0);
+          pv = ow_map_get(&rc->prio, sc->session);
         }
+        uint32_t sent_seq = (uint32_t)*pv;
+        if (sent_seq == sc->pose_seq) continue; /* nothing new from this one */
+        const ow_entity *other = where.v[j - 1];
+        float prio;
+        uint32_t bits = (uint32_t)(*pv >> 32);
+        memcpy(&prio, &bits, 4);
+        float ddx = other->xf.pos[0] - me->xf.pos[0], ddz = other->xf.pos[2] - me->xf.pos[2];
+        prio += 1.0f / (1.0f + sqrtf(ddx * ddx + ddz * ddz) / 4.0f);
+        memcpy(&bits, &prio, 4);
+        *pv = ((uint64_t)bits << 32) | sent_seq;
+        cand cd = {j - 1, prio};
+        OW_VEC_PUSH(cands, cd);
+        need += ent_at.v[j] - ent_at.v[j - 1];
       }
+    }
     if (!cands.len) continue;
     /* Reliable traffic comes first; poses get what is left of the client's budget, and never less
      * than one pose per publish so that the nearest avatar keeps moving. Priority order decides

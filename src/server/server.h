@@ -69,5 +69,9 @@ void ow_server_shutdown(ow_server *s, void (*done)(void *ud), void *ud);
 /* Frees the server once uv_run has returned. */
 void ow_server_free(ow_server *s);
 const ow_server_stats *ow_server_stats_get(const ow_server *s);
+/* Appends the /status body to out: one line of JSON (built with jansson, so every string is
+ * escaped and nothing is truncated) and a newline. Returns 0, or OW_E_NOMEM when jansson could not
+ * encode it (out is then unchanged). */
+int ow_server_status_json(const ow_server *s, ow_buf *out);
 
 #endif
