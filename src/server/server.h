@@ -43,7 +43,7 @@ typedef struct ow_server_config {
 } ow_server_config;
 
 typedef struct ow_server_stats {
-  uint64_t connections, joined, messages_in, actions, poses_in, poses_out, snapshots_out;
+  uint64_t connections, messages_in, actions, poses_in, poses_out, snapshots_out;
   uint64_t bytes_in, bytes_out, protocol_errors, too_slow, rate_limited;
   uint64_t logins_failed;         /* wrong name or password (argon2 ran) */
   uint64_t login_refused_account; /* LOGIN refused without argon2: the account is locked */
