@@ -136,7 +136,7 @@ struct ow_server {
 };
 
 
-/* ---- client.c: connections, decoding, dispatch, replies, rate limits --------------------------- */
+/* ---- client.c: connections, decoding, dispatch, replies, rate limits ------------------------- */
 
 /* The net handlers (ow_net_handlers): a connection becomes a client, its messages are decoded and
  * dispatched in order, its end drops the client. */
@@ -169,7 +169,7 @@ void server_refuse_rate(client *c, uint32_t req, const char *text, double retry_
 /* Poses a client may send at once beyond pose_rate: a quarter of a second's worth. */
 static inline double server_pose_burst(const ow_server *s) { return s->cfg.pose_rate / 4 + 1; }
 
-/* ---- session.c: HELLO, REGISTER/LOGIN, RESUME, JOIN, LEAVE, LOGOUT ------------------------------ */
+/* ---- session.c: HELLO, REGISTER/LOGIN, RESUME, JOIN, LEAVE, LOGOUT --------------------------- */
 
 void server_on_hello(client *c, const ow_msg *m);
 void server_on_credentials(client *c, const ow_msg *m); /* REGISTER and LOGIN */
@@ -186,7 +186,7 @@ void server_unbind(client *c);
 /* An account's role: the stored one, or admin when the `admins` setting names it. */
 uint8_t server_role_of(const ow_server *s, const ow_account *acc);
 
-/* ---- jobs.c: argon2 on threads of their own ------------------------------------------------------ */
+/* ---- jobs.c: argon2 on threads of their own -------------------------------------------------- */
 
 /* Starts n hashing threads; the pool is s->hashers. */
 void server_jobs_start(ow_server *s, unsigned n);
@@ -196,7 +196,7 @@ void server_job_start(client *c, uint8_t kind, uint32_t req, ow_str name, ow_str
 /* Stops the threads (a running job is finished first) and frees every job, queued or done. */
 void server_jobs_stop(ow_server *s);
 
-/* ---- route.c: actions and poses into the zone, confirmations back -------------------------------- */
+/* ---- route.c: actions and poses into the zone, confirmations back ---------------------------- */
 
 void server_on_action(client *c, const ow_msg *m);
 void server_on_pose(client *c, const ow_msg *m);
@@ -206,20 +206,33 @@ void server_send_durable(client *c, uint64_t frame, int status, const uint64_t *
 void server_deliver_undelivered(client *c);
 /* The system EVENT every client gets once after a disk fault. */
 void server_send_store_failed(client *c);
+/* A frame's confirmations grouped by session: group k is session sessions[k] with the seqs
+ * seqs[start[k] .. start[k + 1]) in the order they were applied; groups come in the order of each
+ * session's first action. */
+typedef struct confirm_groups {
+  size_t ngroups;
+  uint64_t *sessions;
+  size_t *start; /* ngroups + 1 entries */
+  uint64_t *seqs;
+} confirm_groups;
+/* Groups n applied actions in O(n) (two passes and a map). *out is owned by the caller: free it
+ * with server_groups_free. Zero actions give zero groups and nothing to free. */
+void server_group_by_session(const ow_applied *a, size_t n, confirm_groups *out);
+void server_groups_free(confirm_groups *g);
 /* Frees the confirmations still kept for sessions nobody resumed. */
 void server_undelivered_free(ow_server *s);
 
-/* ---- publish.c: snapshots and poses out ---------------------------------------------------------- */
+/* ---- publish.c: snapshots and poses out ------------------------------------------------------ */
 
 void server_publish_cb(uv_timer_t *t); /* every tick: snapshots (and poses, when on the tick) */
 void server_poses_cb(uv_timer_t *t);   /* pose_hz > tick_hz: poses on their own timer */
 
-/* ---- admin.c: chat, announcements, admin commands ------------------------------------------------ */
+/* ---- admin.c: chat, announcements, admin commands -------------------------------------------- */
 
 void server_on_chat(client *c, const ow_msg *m);
 void server_on_admin(client *c, const ow_msg *m);
 
-/* ---- metrics.c: the registry and /status --------------------------------------------------------- */
+/* ---- metrics.c: the registry and /status ----------------------------------------------------- */
 
 /* The net's /status handler: ow_server_status_json. */
 void server_status_cb(void *ud, ow_buf *out);

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "otherworld/client.h"
+#include "server/metrics.h"
 #include "server/server.h"
 #include "support.h"
 
@@ -302,10 +303,146 @@ static void test_status_escapes_name(void **state) {
   status_of(longname);
 }
 
+
+/* Every field /status had before the metrics registry, which tests/, bench/ and the soak script
+ * read by name: none may disappear or be renamed. */
+static const char *const status_fields[] = {
+    "name", "connections", "players", "accounts", "entities", "frame", "durable_frame",
+    "store_failed", "store_error", "actions", "seal_p50_us", "seal_p99_us", "publish_p50_us",
+    "publish_p99_us", "poses_p50_us", "poses_p99_us", "commit_p50_us", "commit_p99_us",
+    "bytes_in", "bytes_out", "mem_bytes", "tcp_open", "tcp_accepted", "conns_refused_total",
+    "conns_refused_addr", "oversize", "protocol_errors", "too_slow", "rate_limited", "rate_kicks",
+    "logins_failed", "login_refused_account", "login_refused_addr", "pwhash_refused_addr",
+    "pwhash_refused_busy", "pwhash_running", "pwhash_waiting"};
+
+/* /status is exactly the registry: every row once, under its name (histograms as _p50_us and
+ * _p99_us), with the JSON type its kind gives, plus nothing else; every row has a help text; the
+ * old fields are all there; values are read from where the server keeps them. */
+static void test_metrics_registry(void **state) {
+  (void)state;
+  fixture fx;
+  start(&fx, "metrics");
+  const ow_metric *rows = ow_metrics_list();
+  size_t keys = 0;
+  for (size_t i = 0; i < OW_METRICS_N; i++) {
+    assert_non_null(rows[i].name);
+    assert_true(rows[i].help && rows[i].help[0]);
+    for (size_t k = 0; k < i; k++) assert_string_not_equal(rows[i].name, rows[k].name);
+    keys += rows[i].kind == OW_METRIC_HISTOGRAM ? 2 : 1;
+  }
+  ow_buf b;
+  ow_buf_init(&b);
+  assert_int_equal(ow_server_status_json(fx.server, &b), 0);
+  json_t *j = json_loadb((const char *)b.data, b.len, 0, NULL);
+  assert_non_null(j);
+  assert_int_equal(json_object_size(j), keys);
+  for (size_t i = 0; i < OW_METRICS_N; i++) {
+    const char *n = rows[i].name;
+    char key[96];
+    switch (rows[i].kind) {
+    case OW_METRIC_TEXT: assert_true(json_is_string(json_object_get(j, n))); break;
+    case OW_METRIC_FLAG: assert_true(json_is_boolean(json_object_get(j, n))); break;
+    case OW_METRIC_GAUGE:
+    case OW_METRIC_COUNTER: assert_true(json_is_integer(json_object_get(j, n))); break;
+    case OW_METRIC_HISTOGRAM:
+      snprintf(key, sizeof key, "%s_p50_us", n);
+      assert_true(json_is_number(json_object_get(j, key)));
+      snprintf(key, sizeof key, "%s_p99_us", n);
+      assert_true(json_is_number(json_object_get(j, key)));
+      break;
+    }
+  }
+  for (size_t i = 0; i < sizeof status_fields / sizeof *status_fields; i++) {
+    if (!json_object_get(j, status_fields[i])) fprintf(stderr, "missing: %s\n", status_fields[i]);
+    assert_non_null(json_object_get(j, status_fields[i]));
+  }
+  /* The rows read the server's own state. */
+  ow_metric_value v[OW_METRICS_N];
+  ow_metrics_read(fx.server, v);
+  assert_string_equal(v[OW_METRIC_name].text, "metrics");
+  assert_string_equal(v[OW_METRIC_store_error].text, "OK");
+  assert_int_equal(v[OW_METRIC_durable_frame].u64, ow_zone_durable_frame(fx.zone));
+  assert_int_equal(v[OW_METRIC_connections_opened].u64, ow_server_stats_get(fx.server)->connections);
+  assert_int_equal(json_integer_value(json_object_get(j, "entities")),
+                   ow_world_count(ow_zone_world(fx.zone)));
+  json_decref(j);
+  ow_buf_deinit(&b);
+  uv_async_send(&fx.stop);
+  run_and_finish(&fx);
+}
+
+/* ---- confirmations grouped by session ------------------------------------------------------ */
+
+static void check_groups(const ow_applied *a, size_t n) {
+  confirm_groups g;
+  server_group_by_session(a, n, &g);
+  /* Every action lands in exactly one group, at its place: rebuild the frame from the groups by
+   * walking them in order with a cursor each, and compare with the input. */
+  size_t total = g.ngroups ? g.start[g.ngroups] : 0;
+  assert_int_equal(total, n);
+  size_t *cur = calloc(g.ngroups + 1, sizeof *cur);
+  for (size_t i = 0; i < n; i++) {
+    size_t k = 0;
+    while (k < g.ngroups && g.sessions[k] != a[i].session) k++;
+    assert_true(k < g.ngroups);
+    assert_true(g.start[k] + cur[k] < g.start[k + 1]);
+    assert_int_equal(g.seqs[g.start[k] + cur[k]], a[i].seq);
+    cur[k]++;
+  }
+  for (size_t k = 1; k < g.ngroups; k++) {
+    /* Groups come in the order of each session's first action. */
+    size_t fk = 0, fp = 0;
+    while (a[fk].session != g.sessions[k]) fk++;
+    while (a[fp].session != g.sessions[k - 1]) fp++;
+    assert_true(fp < fk);
+  }
+  free(cur);
+  server_groups_free(&g);
+}
+
+/* ow_server_on_durable's grouping (one pass and a map instead of one scan per session): sessions
+ * interleaved, repeated, a session 0, one action, none, and a frame where every player acted. */
+static void test_group_by_session(void **state) {
+  (void)state;
+  ow_applied a[8];
+  memset(a, 0, sizeof a);
+  uint64_t sess[] = {5, 7, 5, 9, 7, 5, 0, 9}, seq[] = {1, 1, 2, 1, 2, 3, 4, 2};
+  for (int i = 0; i < 8; i++) a[i].session = sess[i], a[i].seq = seq[i];
+  confirm_groups g;
+  server_group_by_session(a, 8, &g);
+  assert_int_equal(g.ngroups, 4);
+  uint64_t want_sess[] = {5, 7, 9, 0}, want_seqs[] = {1, 2, 3, 1, 2, 1, 2, 4};
+  size_t want_start[] = {0, 3, 5, 7, 8};
+  for (int k = 0; k < 4; k++) assert_int_equal(g.sessions[k], want_sess[k]);
+  for (int k = 0; k < 5; k++) assert_int_equal(g.start[k], want_start[k]);
+  for (int i = 0; i < 8; i++) assert_int_equal(g.seqs[i], want_seqs[i]);
+  server_groups_free(&g);
+  server_group_by_session(a, 0, &g);
+  assert_int_equal(g.ngroups, 0);
+  server_groups_free(&g);
+  check_groups(a, 1);
+  check_groups(a, 8);
+  /* 2000 sessions acting three times each in one frame, round-robin. */
+  size_t n = 6000;
+  ow_applied *big = calloc(n, sizeof *big);
+  for (size_t i = 0; i < n; i++) big[i].session = 1000 + i % 2000, big[i].seq = 1 + i / 2000;
+  server_group_by_session(big, n, &g);
+  assert_int_equal(g.ngroups, 2000);
+  for (size_t k = 0; k < g.ngroups; k++) {
+    assert_int_equal(g.sessions[k], 1000 + k);
+    assert_int_equal(g.start[k + 1] - g.start[k], 3);
+    for (size_t r = 0; r < 3; r++) assert_int_equal(g.seqs[g.start[k] + r], 1 + r);
+  }
+  server_groups_free(&g);
+  free(big);
+}
+
 int main(void) {
   ow_log_level = OW_LOG_WARN; /* one line per login and logout would bury cmocka's report */
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_group_by_session),
       cmocka_unit_test(test_status_escapes_name),
+      cmocka_unit_test(test_metrics_registry),
       cmocka_unit_test(test_one_player),
       cmocka_unit_test(test_many_sessions_own_seqs),
   };
