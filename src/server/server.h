@@ -3,6 +3,11 @@
  * and sessions (src/auth), actions into the zone with applied and durable replies, poses, chat,
  * and replication of the confirmed-read mirror (src/server/replica) to each client's area of
  * interest. Everything runs on the zone's loop thread.
+ *
+ * Its parts, one file each (server_int.h describes the one-way flow between them): client.c
+ * (connections, dispatch, replies), session.c (login and join), jobs.c (argon2 threads), route.c
+ * (actions in, confirmations back), publish.c (snapshots and poses out), admin.c (chat and admin
+ * commands), metrics.c (/status from the list in metrics.h), server.c (create, wire, shut down).
  */
 #ifndef OW_SERVER_H
 #define OW_SERVER_H
@@ -42,6 +47,8 @@ typedef struct ow_server_config {
   double rate_kick, rate_kick_decay;
 } ow_server_config;
 
+/* What the server counts as it runs; metrics.h lists them (with names, kinds and help texts) for
+ * /status. */
 typedef struct ow_server_stats {
   uint64_t connections, messages_in, actions, poses_in, poses_out, snapshots_out;
   uint64_t bytes_in, bytes_out, protocol_errors, too_slow, rate_limited;
