@@ -135,7 +135,6 @@ struct ow_server {
   struct hashers *hashers; /* jobs.c */
 };
 
-
 /* ---- client.c: connections, decoding, dispatch, replies, rate limits ------------------------- */
 
 /* The net handlers (ow_net_handlers): a connection becomes a client, its messages are decoded and
