@@ -28,9 +28,7 @@ void server_on_chat(client *c, const ow_msg *m) {
   /* Every chat message goes to every player: the rate limit keeps one client from multiplying
    * its traffic by the number of players. */
   if (!server_take_token(&c->chat_bucket, &c->chat_ns, s->cfg.chat_rate, s->cfg.chat_burst)) {
-    s->stats.rate_limited++;
-    server_send_error(c, m->req, OW_E_RATE, "too many chat messages per second");
-    server_rate_strike(c, 1);
+    server_rate_refused(c, m->req, "too many chat messages per second");
     return;
   }
   broadcast_event(s, OW_EVENT_CHAT, c->account, m->u.chat.text);

@@ -99,8 +99,12 @@ void server_refuse_rate(client *c, uint32_t req, const char *text, double retry_
     snprintf(msg, sizeof msg, "%s; retry in %.0f s", text, ceil(retry_s));
   else
     snprintf(msg, sizeof msg, "%s; retry in a moment", text);
+  server_rate_refused(c, req, msg);
+}
+
+void server_rate_refused(client *c, uint32_t req, const char *text) {
   c->srv->stats.rate_limited++;
-  server_send_error(c, req, OW_E_RATE, msg);
+  server_send_error(c, req, OW_E_RATE, text);
   server_rate_strike(c, 1);
 }
 

@@ -45,9 +45,7 @@ void server_on_action(client *c, const ow_msg *m) {
     return;
   }
   if (!server_take_token(&c->bucket, &c->bucket_ns, s->cfg.action_rate, s->cfg.action_burst)) {
-    s->stats.rate_limited++;
-    server_send_error(c, m->req, OW_E_RATE, "too many actions per second");
-    server_rate_strike(c, 1);
+    server_rate_refused(c, m->req, "too many actions per second");
     return;
   }
   ow_result r;

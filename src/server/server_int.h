@@ -162,7 +162,9 @@ void server_protocol_error(client *c, uint32_t req, int code, const char *text);
 bool server_take_token(double *bucket, uint64_t *last_ns, double rate, double burst);
 /* One more refusal for rate, weighing w; past rate_kick the client is disconnected. */
 void server_rate_strike(client *c, double w);
-/* ERROR RATE with a retry hint, counted, and a strike. */
+/* ERROR RATE with the text, counted in rate_limited, and a strike. */
+void server_rate_refused(client *c, uint32_t req, const char *text);
+/* The same with a retry hint (in whole seconds when retry_s > 0) appended to the text. */
 void server_refuse_rate(client *c, uint32_t req, const char *text, double retry_s);
 
 /* Poses a client may send at once beyond pose_rate: a quarter of a second's worth. */
