@@ -20,7 +20,9 @@ typedef struct ow_zone_config {
   uint64_t frame_log_keep; /* frames kept in the store's frame log; 0 keeps all */
 } ow_zone_config;
 
-/* One action as applied: who sent it, its sequence number, the action and its result. */
+/* One action as applied: who sent it, its sequence number, the action and its result. The action's
+ * argument bytes (a type that is not built-in) belong to the zone and stay valid as long as the
+ * ow_applied does (the frame's callback, a frame log visit). */
 typedef struct ow_applied {
   uint64_t session, seq;
   ow_action action;
