@@ -33,11 +33,12 @@ typedef struct ow_str {
 
 /* An action: a type and its argument bytes (at most OW_ACTION_ARGS_MAX, docs/protocol.md ACTION).
  * The built-in types (OW_ACT_MOVE .. OW_ACT_DESTROY) have one fixed 62-byte argument layout, which
- * the codec decodes into the named fields below and encodes from them; their args/nargs are unused.
- * Any other type (an action row registered later, a Lua script's for instance) carries its arguments as
- * bytes in args/nargs, which its row reads; the named fields are then zero. args is borrowed: a
- * decoded action points into the bytes it was decoded from, and whoever keeps an action longer than
- * that copies them (the zone does, for its frame). */
+ * the codec decodes into the named fields below and encodes from them; their args/nargs are
+ * unused. Any other type (a row registered later, a Lua script's for instance) carries its
+ * arguments as bytes in args/nargs, which its row reads; the codec leaves the named fields zero
+ * and never writes them. args is borrowed: a decoded action points into the bytes it was decoded
+ * from, and whoever keeps an action longer than that copies them (the zone does, for its frame;
+ * the C client, for re-sending). */
 typedef struct ow_action {
   uint8_t type;   /* OW_ACT_* (otherworld/protocol.h) or a registered row's type id */
   uint16_t kind;  /* build: structure type id; craft: recipe id */
@@ -50,7 +51,9 @@ typedef struct ow_action {
 } ow_action;
 
 /* True for the seven built-in types, whose arguments are the fixed layout of named fields. */
-static inline int ow_action_builtin(uint8_t type) { return type >= OW_ACT_MOVE && type < OW_ACT_MAX_; }
+static inline int ow_action_builtin(uint8_t type) {
+  return type >= OW_ACT_MOVE && type < OW_ACT_MAX_;
+}
 
 typedef struct ow_result {
   int32_t code;   /* 0 or a negative OW_E_* reason; nothing changed when negative */

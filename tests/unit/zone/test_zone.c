@@ -507,7 +507,7 @@ static void on_durable_args(void *ud, const ow_frame_info *f) {
   for (size_t i = 0; i < f->nactions; i++)
     if (f->actions[i].action.type == 150) {
       seen_nargs = f->actions[i].action.nargs;
-      memcpy(seen_args, f->actions[i].action.args, seen_nargs);
+      if (seen_nargs) memcpy(seen_args, f->actions[i].action.args, seen_nargs);
     }
 }
 
