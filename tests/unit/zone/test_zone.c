@@ -1,5 +1,6 @@
 /* zone: sessions, exactly-once replays, frames, durability callbacks and recovery. */
 #include <errno.h>
+#include <stdio.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -552,6 +553,114 @@ static void test_action_args_logged(void **state) {
   OW_VEC_FREE(log);
 }
 
+/* ---- a store written by the old code -------------------------------------------------------- */
+
+static void read_fixture(const char *name, ow_buf *out) {
+  char rel[256];
+  snprintf(rel, sizeof rel, "tests/unit/zone/fixtures/%s", name);
+  FILE *f = fopen(ow_test_source_path(rel), "rb");
+  assert_non_null(f);
+  uint8_t chunk[4096];
+  size_t n;
+  out->len = 0;
+  while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) ow_buf_put(out, chunk, n);
+  fclose(f);
+  assert_true(out->len > 0);
+}
+
+/* The frame log encoded as the old code's make_v1_store dumped it (fixtures/make_v1_store.c). */
+static int dump_log(void *ud, uint64_t frame, const ow_applied *a) {
+  ow_buf *b = ud;
+  if (!a) return 0;
+  ow_buf_u64(b, frame);
+  ow_buf_u64(b, a->session);
+  ow_buf_u64(b, a->seq);
+  ow_action_encode(&a->action, b);
+  ow_result_encode(&a->result, b);
+  return 0;
+}
+
+/* A store made by the code of commit ecedcdd (fixtures/README.md) recovers with today's code to the
+ * world that code recovered, its version 1 frame log reads back the same (a type without a row
+ * included: its 62 bytes of fields come back as argument bytes and re-encode identically), and new
+ * frames (version 2) follow in the same log. */
+static void test_v1_store_fixture(void **state) {
+  fixture *fx = *state;
+  close_zone(fx);
+  ow_test_rmdir(fx->dir);
+  fx->dir = ow_test_mkdtemp("zone-v1");
+  ow_buf store, world, log, got;
+  ow_buf_init(&store);
+  ow_buf_init(&world);
+  ow_buf_init(&log);
+  ow_buf_init(&got);
+  read_fixture("v1_store.bin", &store);
+  read_fixture("v1_world.bin", &world);
+  read_fixture("v1_log.bin", &log);
+
+  fx->store = ow_test_store(fx->dir);
+  ow_batch b;
+  ow_batch_init(&b);
+  ow_reader r;
+  ow_reader_init(&r, store.data, store.len);
+  size_t frames = 0;
+  while (r.left) {
+    size_t kl = ow_rd_u16(&r), vl = ow_rd_u32(&r);
+    const uint8_t *k = ow_rd_bytes(&r, kl), *v = ow_rd_bytes(&r, vl);
+    assert_int_equal(r.err, 0);
+    if (kl == OW_KEY_ID_LEN && k[0] == OW_KEY_FRAME) {
+      /* version 1: the record starts with its key's frame number, no version byte */
+      ow_reader fr;
+      ow_reader_init(&fr, v, vl);
+      assert_true(ow_rd_u64(&fr) == ow_be64_read(k + 1));
+      frames++;
+    }
+    ow_batch_put(&b, k, kl, v, vl);
+  }
+  assert_true(frames >= 4);
+  assert_int_equal(ow_store_write(fx->store, &b), 0);
+  ow_batch_deinit(&b);
+  ow_store_close(fx->store);
+
+  open_zone(fx);
+  world_bytes(ow_zone_world(fx->zone), &got);
+  assert_int_equal(got.len, world.len);
+  assert_memory_equal(got.data, world.data, world.len);
+  got.len = 0;
+  assert_int_equal(ow_zone_frame_log_each(fx->store, dump_log, &got), 0);
+  assert_int_equal(got.len, log.len);
+  assert_memory_equal(got.data, log.data, log.len);
+
+  /* The old accounts play on: a new frame, version 2, after the version 1 ones. */
+  uint64_t sid, frame;
+  ow_id avatar;
+  bool replayed;
+  ow_result res;
+  assert_int_equal(ow_zone_login(fx->zone, 101, &sid, &avatar), 0);
+  ow_action mv = {.type = OW_ACT_MOVE, .target = avatar};
+  ow_transform_identity(&mv.xf);
+  assert_int_equal(ow_zone_act(fx->zone, sid, 1, &mv, &res, &frame, &replayed), 0);
+  assert_int_equal(res.code, 0);
+  assert_int_equal(ow_zone_commit_sync(fx->zone, false), 0);
+  logvec all = {0};
+  assert_int_equal(ow_zone_frame_log_each(fx->store, collect, &all), 0);
+  size_t old_actions = log.len / (8 + 8 + 8 + 63 + 16);
+  assert_int_equal(log.len % (8 + 8 + 8 + 63 + 16), 0);
+  assert_int_equal(all.len, old_actions + 1);
+  assert_int_equal(all.v[old_actions].session, sid);
+  assert_int_equal(all.v[old_actions].a.type, OW_ACT_MOVE);
+  OW_VEC_FREE(all);
+  close_zone(fx);
+  open_zone(fx);
+  const ow_entity *e = ow_world_get(ow_zone_world(fx->zone), avatar);
+  assert_non_null(e);
+  assert_true(e->xf.pos[0] == 0 && e->xf.pos[2] == 0);
+  ow_buf_deinit(&store);
+  ow_buf_deinit(&world);
+  ow_buf_deinit(&log);
+  ow_buf_deinit(&got);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_seed_world, setup, teardown),
@@ -560,6 +669,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_bad_sessions, setup, teardown),
       cmocka_unit_test_setup_teardown(test_frame_log, setup, teardown),
       cmocka_unit_test_setup_teardown(test_frame_log_v1, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_v1_store_fixture, setup, teardown),
       cmocka_unit_test_setup_teardown(test_action_args_logged, setup, teardown),
       cmocka_unit_test_setup_teardown(test_failed_commit_is_sticky, setup, teardown),
   };
