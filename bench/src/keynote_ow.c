@@ -32,6 +32,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "core/core.h" /* ow_map */
 #include "kn.h"
 #include "otherworld/client.h"
 #include "zipf.h"

@@ -28,12 +28,6 @@ static int fail(parser *p, const char *fmt, ...) {
   return OW_E_CONTENT;
 }
 
-void ow_transform_identity(ow_transform *t) {
-  memset(t, 0, sizeof *t);
-  t->rot[3] = 1;
-  t->scale[0] = t->scale[1] = t->scale[2] = 1;
-}
-
 int ow_content_key(ow_content *c, const char *name, size_t len, bool create) {
   for (uint16_t i = 0; i < c->nkeys; i++)
     if (strlen(c->keys[i]) == len && !memcmp(c->keys[i], name, len)) return i;
