@@ -20,8 +20,10 @@
  *     vaults again and checks that every vault still holds exactly one stack and that the coins
  *     add up to accounts x balance (what the replica shows is the durable state).
  *
- * Every transfer's APPLIED result must be code 0 with the destination's stack as the receiving
- * stack; anything else, a lost connection or a failed check is an error (exit status 1).
+ * Every transfer's APPLIED result must be code 0 (the receiving stack it names becomes the
+ * destination's stack) or OW_E_NOT_FOUND, the source account having been drained (its stack is
+ * destroyed at zero): that is keynote-2's insufficient_funds, not counted as a transfer and
+ * reported apart. Anything else, a lost connection or a failed check is an error (exit status 1).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -100,7 +102,8 @@ typedef struct conn {
   kn_rng rng;
   uint64_t sent_ns[RING];
   uint64_t seq_at[RING];
-  uint64_t expect[RING]; /* receiving stack the APPLIED result must name */
+  uint32_t to[RING];     /* the destination account, whose stack id the APPLIED result names */
+  bool refused[RING];    /* refused for lack of funds: confirmed, but not counted */
 } conn;
 
 typedef struct scout {
@@ -129,6 +132,7 @@ static struct {
   uint64_t t_measure, t_end;
   kn_lat lat;
   uint64_t in_window, total_durable, issued;
+  uint64_t refused_in_window, refused_total; /* insufficient funds, as keynote-2 counts them */
   uint64_t errors;
 } g;
 
@@ -289,7 +293,10 @@ static uint64_t scout_run(const char *name, bool learn) {
     fprintf(stderr, "keynote_ow: %s saw %zu vaults and %zu stacks in %.2f s\n", name, s.vaults.len,
             s.stacks.len, (kn_now_ns() - t0) / 1e9);
   if (g.errors) exit(1);
-  if (s.vaults.len != opt.accounts || s.stacks.len != opt.accounts) {
+  /* After the run an emptied account holds no stack (the world destroys an empty stack), so
+   * only the first walk must see one stack per vault. */
+  if (s.vaults.len != opt.accounts || s.stacks.len > opt.accounts ||
+      (learn && s.stacks.len != opt.accounts)) {
     fprintf(stderr, "keynote_ow: the server holds %zu vaults and %zu stacks, expected %u each: "
             "was it started on a content file written with the same --accounts?\n",
             s.vaults.len, s.stacks.len, opt.accounts);
@@ -303,18 +310,18 @@ static uint64_t scout_run(const char *name, bool learn) {
   uint64_t sum = 0;
   for (uint32_t k = 0; k < opt.accounts; k++) {
     uint64_t *st = ow_map_get(&s.stacks, ids[k]);
-    if (!st) {
+    if (!st && learn) {
       error("vault %llu has no stack", (unsigned long long)ids[k]);
       continue;
     }
-    sum += *ow_map_get(&s.counts, *st);
+    if (st) sum += *ow_map_get(&s.counts, *st);
     if (learn) {
       g.vault[k] = ids[k];
       g.stack[k] = *st;
-    } else if (g.vault[k] != ids[k] || g.stack[k] != *st) {
-      error("account %u is now vault %llu stack %llu, was vault %llu stack %llu", k,
-            (unsigned long long)ids[k], (unsigned long long)*st, (unsigned long long)g.vault[k],
-            (unsigned long long)g.stack[k]);
+    } else if (g.vault[k] != ids[k]) {
+      /* The stack may differ: an account drained to zero gets a new stack at its next credit. */
+      error("account %u is now vault %llu, was vault %llu", k, (unsigned long long)ids[k],
+            (unsigned long long)g.vault[k]);
     }
   }
   free(ids);
@@ -345,7 +352,8 @@ static void issue(conn *k) {
     size_t i = seq % RING;
     k->seq_at[i] = seq;
     k->sent_ns[i] = kn_now_ns();
-    k->expect[i] = g.stack[to];
+    k->to[i] = to;
+    k->refused[i] = false;
     g.issued++;
   }
 }
@@ -384,12 +392,18 @@ static void conn_applied(ow_client *c, void *ud, uint32_t req, uint64_t seq, con
   (void)c, (void)req, (void)frame;
   conn *k = ud;
   size_t i = seq % RING;
-  if (r->code) {
+  if (r->code == OW_E_NOT_FOUND && k->seq_at[i] == seq) {
+    /* The source stack is gone: the world destroyed it when the account's last coin left
+     * (docs/world.md). That is keynote-2's insufficient_funds: confirmed, counted apart. */
+    k->refused[i] = true;
+  } else if (r->code) {
     error("connection %d: transfer seq %llu refused: %s", k->idx, (unsigned long long)seq,
           ow_err_name(r->code));
-  } else if (k->seq_at[i] == seq && r->entity != k->expect[i]) {
-    error("connection %d: transfer seq %llu landed in stack %llu, expected %llu", k->idx,
-          (unsigned long long)seq, (unsigned long long)r->entity, (unsigned long long)k->expect[i]);
+  } else if (k->seq_at[i] == seq) {
+    /* A credit to an emptied account creates a new stack in its vault; later debits name it.
+     * Results reach the 50 connections in no fixed order, so an older id may win for a while:
+     * a debit naming a destroyed stack is then refused, and the next credit corrects it. */
+    g.stack[k->to[i]] = r->entity;
   }
   if (replayed) error("connection %d: seq %llu replayed", k->idx, (unsigned long long)seq);
 }
@@ -409,6 +423,11 @@ static void conn_durable(ow_client *c, void *ud, uint64_t frame, int32_t status,
     size_t i = seqs[j] % RING;
     if (k->seq_at[i] != seqs[j]) continue;
     k->seq_at[i] = 0;
+    if (k->refused[i]) {
+      g.refused_total++;
+      if (in) g.refused_in_window++;
+      continue;
+    }
     g.total_durable++;
     if (in) {
       g.in_window++;
@@ -624,6 +643,8 @@ int main(int argc, char **argv) {
   kn_report(&g.lat, g.in_window, opt.duration, g.errors);
   printf("issued=%llu\ndurable_total=%llu\n", (unsigned long long)g.issued,
          (unsigned long long)g.total_durable);
+  printf("refused_insufficient_funds=%llu\nrefused_total=%llu\n",
+         (unsigned long long)g.refused_in_window, (unsigned long long)g.refused_total);
   printf("coins_conserved=%d\n", coins == expect);
   if (cpu0 >= 0 && cpu1 >= 0)
     printf("server_cpu_pct=%.1f\n", (double)(cpu1 - cpu0) / (double)sysconf(_SC_CLK_TCK) /
