@@ -44,16 +44,19 @@
 #define GROUP_STEP 3
 #define FIRST_GROUP 10 /* cells from the spawn point */
 #define RING 4096      /* per-connection ring of send times, > the library's 1024 unconfirmed */
+/* A coin stack holds up to the content loader's largest stack_max, so that an account stays one
+ * stack however many coins it gains (account 1 gains about 1.6 % of all transfers). */
+#define COIN_STACK_MAX 1000000000u
 
 static struct {
   const char *host, *content_out, *latency_out;
   int port, connections, window, per_cell, server_pid;
-  uint32_t accounts, balance, amount;
+  uint32_t accounts, balance, amount, seed;
+  long long pairs;
   double alpha, duration, warmup;
-  uint64_t seed;
   bool quiet;
 } opt = {"127.0.0.1", NULL, NULL, 0, KN_CONNECTIONS, 1024, 1000, 0,
-         KN_ACCOUNTS, KN_BALANCE, KN_AMOUNT, KN_ALPHA, 10, 1, KN_SEED, false};
+         KN_ACCOUNTS, KN_BALANCE, KN_AMOUNT, KN_SEED, KN_PAIRS, KN_ALPHA, 10, 1, false};
 
 static void vault_pos(uint32_t k, float pos[3]) {
   uint32_t g = k / (uint32_t)opt.per_cell;
@@ -71,12 +74,13 @@ static int write_content(const char *path) {
     return 1;
   }
   fprintf(f, "{\"format\":1,\"types\":[\n"
-             " {\"name\":\"coin\",\"kind\":\"item\",\"stack_max\":1000000},\n"
+             " {\"name\":\"coin\",\"kind\":\"item\",\"stack_max\":%u},\n"
              " {\"name\":\"vault\",\"kind\":\"container\",\"slots\":1},\n"
              " {\"name\":\"avatar\",\"kind\":\"avatar\",\"hp\":100},\n"
              " {\"name\":\"pack\",\"kind\":\"container\",\"slots\":1}],\n"
              "\"recipes\":[],\"avatar\":\"avatar\",\"inventory\":\"pack\",\n"
-             "\"world\":{\"spawn\":[0,0,0],\"entities\":[\n");
+             "\"world\":{\"spawn\":[0,0,0],\"entities\":[\n",
+          COIN_STACK_MAX);
   for (uint32_t k = 0; k < opt.accounts; k++) {
     float p[3];
     vault_pos(k, p);
@@ -99,7 +103,7 @@ typedef struct conn {
   bool ready, closed;
   uint32_t register_req;
   char name[32];
-  kn_rng rng;
+  kn_cursor cur;
   uint64_t sent_ns[RING];
   uint64_t seq_at[RING];
   uint32_t to[RING];     /* the destination account, whose stack id the APPLIED result names */
@@ -124,7 +128,7 @@ typedef struct scout {
 
 static struct {
   ow_client_ctx *ctx;
-  kn_zipf zipf;
+  kn_pairs pairs;
   ow_id *vault, *stack; /* per account */
   conn *conns;
   int nready;
@@ -339,7 +343,7 @@ static uint64_t scout_run(const char *name, bool learn) {
 static void issue(conn *k) {
   while (g.running && ow_client_unconfirmed(k->c) < (size_t)opt.window) {
     uint32_t from, to;
-    kn_zipf_pair(&g.zipf, &k->rng, &from, &to);
+    kn_cursor_pair(&k->cur, &from, &to);
     ow_action a = {.type = OW_ACT_TRANSFER, .target = g.stack[from], .dest = g.vault[to],
                    .count = opt.amount};
     uint64_t seq;
@@ -498,19 +502,21 @@ static void usage(FILE *f) {
           "usage: keynote_ow --write-content FILE [--accounts N] [--balance B] [--per-cell N]\n"
           "       keynote_ow --port PORT [--host H] [--accounts N] [--balance B] [--per-cell N]\n"
           "                  [--connections C] [--window W] [--duration S] [--warmup S]\n"
-          "                  [--alpha A] [--seed S] [--amount A] [--latency-out FILE]\n"
-          "                  [--server-pid PID] [--quiet]\n"
+          "                  [--alpha A] [--seed S] [--amount A] [--pairs P]\n"
+          "                  [--latency-out FILE] [--server-pid PID] [--quiet]\n"
           "The keynote transfers benchmark against an otherworld server (see bench/keynote).\n"
           "--write-content writes the content file to start the server with (--content): one\n"
           "public vault per account holding one stack of B coins, in groups of --per-cell (%d)\n"
           "far from the spawn point. Then, against the server: C connections (%d) each keep W\n"
           "transfers (%d, at most 1024) unconfirmed; a transfer of --amount (%d) coin between two\n"
-          "Zipf(--alpha %.1f) accounts of N (%d) counts once DURABLE. Prints key=value figures:\n"
+          "Zipf(--alpha %.1f) accounts of N (%d) counts once DURABLE; the transfers are P (%d)\n"
+          "pairs drawn before the run as keynote-2 draws them (seed S), connection i starting at\n"
+          "pair i x P / C. Prints key=value figures:\n"
           "tps and latency from queueing to DURABLE over --duration (%g) s after --warmup (%g) s,\n"
           "and checks at the end that every coin is still there. --latency-out writes the\n"
           "latency distribution for plotting. Exit status 1 on any error.\n",
-          opt.per_cell, KN_CONNECTIONS, opt.window, KN_AMOUNT, KN_ALPHA, KN_ACCOUNTS, opt.duration,
-          opt.warmup);
+          opt.per_cell, KN_CONNECTIONS, opt.window, KN_AMOUNT, KN_ALPHA, KN_ACCOUNTS, KN_PAIRS,
+          opt.duration, opt.warmup);
 }
 
 int main(int argc, char **argv) {
@@ -521,6 +527,7 @@ int main(int argc, char **argv) {
       {"window", required_argument, 0, 'w'},      {"duration", required_argument, 0, 'd'},
       {"warmup", required_argument, 0, 'W'},      {"alpha", required_argument, 0, 'a'},
       {"seed", required_argument, 0, 's'},        {"amount", required_argument, 0, 'A'},
+      {"pairs", required_argument, 0, 'R'},
       {"latency-out", required_argument, 0, 'L'}, {"write-content", required_argument, 0, 'C'},
       {"server-pid", required_argument, 0, 'P'},  {"quiet", no_argument, 0, 'q'},
       {"help", no_argument, 0, 'H'},              {0, 0, 0, 0}};
@@ -530,14 +537,15 @@ int main(int argc, char **argv) {
     case 'h': opt.host = optarg; break;
     case 'p': opt.port = (int)kn_arg_int("port", optarg, 1, 65535); break;
     case 'n': opt.accounts = (uint32_t)kn_arg_int("accounts", optarg, 2, 1000000); break;
-    case 'b': opt.balance = (uint32_t)kn_arg_int("balance", optarg, 1, 1000000); break;
+    case 'b': opt.balance = (uint32_t)kn_arg_int("balance", optarg, 1, COIN_STACK_MAX / 2); break;
     case 'g': opt.per_cell = (int)kn_arg_int("per-cell", optarg, 1, 8000); break;
     case 'c': opt.connections = (int)kn_arg_int("connections", optarg, 1, 1000); break;
     case 'w': opt.window = (int)kn_arg_int("window", optarg, 1, 1024); break;
     case 'd': opt.duration = kn_arg_num("duration", optarg, 0.1, 86400); break;
     case 'W': opt.warmup = kn_arg_num("warmup", optarg, 0, 3600); break;
     case 'a': opt.alpha = kn_arg_num("alpha", optarg, 0.01, 10); break;
-    case 's': opt.seed = (uint64_t)kn_arg_int("seed", optarg, 0, INT64_MAX); break;
+    case 's': opt.seed = (uint32_t)kn_arg_int("seed", optarg, 0, UINT32_MAX); break;
+    case 'R': opt.pairs = kn_arg_int("pairs", optarg, 1, 100000000); break;
     case 'A': opt.amount = (uint32_t)kn_arg_int("amount", optarg, 1, 1000000); break;
     case 'L': opt.latency_out = optarg; break;
     case 'C': opt.content_out = optarg; break;
@@ -556,8 +564,8 @@ int main(int argc, char **argv) {
     usage(stderr);
     return 2;
   }
-  if (kn_zipf_init(&g.zipf, opt.accounts, opt.alpha)) {
-    fprintf(stderr, "keynote_ow: cannot build the Zipf table\n");
+  if (kn_pairs_init(&g.pairs, opt.accounts, opt.alpha, opt.seed, (size_t)opt.pairs)) {
+    fprintf(stderr, "keynote_ow: cannot draw the transfer pairs\n");
     return 1;
   }
   ow_client_ctx_opts copts = {.max_connections = (unsigned)opt.connections + 16};
@@ -589,7 +597,7 @@ int main(int argc, char **argv) {
     conn *k = &g.conns[i];
     k->idx = i;
     snprintf(k->name, sizeof k->name, "kn-%d", i);
-    kn_rng_seed(&k->rng, opt.seed, (uint64_t)i);
+    kn_cursor_init(&k->cur, &g.pairs, i, opt.connections);
     k->c = ow_client_create(g.ctx, &cb, k);
     if (ow_client_connect(k->c, opt.host, opt.port, "/ws") ||
         ow_client_hello(k->c, "keynote_ow") < 0) {
@@ -654,7 +662,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "keynote_ow: cannot write %s\n", opt.latency_out);
   for (int i = 0; i < opt.connections; i++) ow_client_destroy(g.conns[i].c);
   ow_client_ctx_destroy(g.ctx);
-  kn_zipf_free(&g.zipf);
+  kn_pairs_free(&g.pairs);
   kn_lat_free(&g.lat);
   return g.errors ? 1 : 0;
 }
