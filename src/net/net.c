@@ -20,6 +20,8 @@
 /* A peer that sends this much more meanwhile is not listening: the rest is left unread (and
  * costs nothing) until LINGER_S is over. */
 #define LINGER_MAX_RX (64u * 1024u)
+/* How long a request may wait for its asynchronous reply when its route does not say. */
+#define REPLY_TIMEOUT_S 30
 /* Descriptors kept free for the store, the log and the loop when max_conns is clamped. */
 #define FD_RESERVE 64
 
@@ -63,6 +65,8 @@ struct ow_http_req {
   void *user;
   bool ended;    /* on_end was called (or the request was refused) */
   bool replied;  /* ow_http_reply was called: status, type, out hold the answer */
+  bool waiting;  /* on_end returned without a reply: reply_timeout_s runs, reading is paused */
+  bool close_after; /* the connection closes after the reply (the request cannot be delimited) */
   bool headers_sent;
   int status;
   const char *type; /* static or owned by out_type */
@@ -252,9 +256,34 @@ static void req_free(ow_http_req *r) {
   ow_free(r);
 }
 
+/* The handshake bound, which also bounds writing a reply. */
+static int write_timeout_s(const ow_net *n) {
+  return (int)(n->cfg.handshake_timeout_s ? n->cfg.handshake_timeout_s : 10);
+}
+
+/* Calls the route's on_end. A request left unanswered waits at most reply_timeout_s, unread:
+ * libwebsockets 4.1 does not read a connection whose request is in progress, and a peer's close
+ * left in the poll set would wake the loop on every turn until the reply. */
+static void end_request(ow_http_req *r) {
+  r->ended = true;
+  r->rt->r.on_end(r->rt->r.ud, r);
+  if (r->replied) return;
+  r->waiting = true;
+  unsigned s = r->rt->r.reply_timeout_s ? r->rt->r.reply_timeout_s : REPLY_TIMEOUT_S;
+  lws_set_timeout(r->wsi, PENDING_TIMEOUT_USER_OK, (int)s);
+  lws_rx_flow_control(r->wsi, 0);
+}
+
 void ow_http_reply(ow_http_req *r, int status, const char *type, const void *body, size_t n) {
   OW_ASSERT(!r->replied);
   r->replied = true;
+  if (r->waiting) {
+    /* A late reply: the wait is over, writing it gets the usual bound, and the connection is
+     * read again (a pipelined request, or the peer's close). */
+    r->waiting = false;
+    lws_set_timeout(r->wsi, PENDING_TIMEOUT_USER_OK, write_timeout_s(r->net));
+    lws_rx_flow_control(r->wsi, 1);
+  }
   r->status = status;
   r->out_type = ow_strdup(type ? type : "text/plain");
   r->out.len = 0;
@@ -314,6 +343,7 @@ static int http_request(struct lws *wsi, pss *p, ow_net *n, const char *path) {
   bool chunked = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0;
   const route *rt = find_route(n, r->path);
   if (bad_len) {
+    r->close_after = true;
     refuse(r, 400, "bad Content-Length");
   } else if (!rt || !r->method) {
     refuse(r, rt ? 405 : 404, rt ? "method not allowed" : "not found");
@@ -322,6 +352,9 @@ static int http_request(struct lws *wsi, pss *p, ow_net *n, const char *path) {
     allow_list(rt->r.methods, r->allow, sizeof r->allow);
     refuse(r, 405, "method not allowed");
   } else if ((r->method & (OW_HTTP_POST | OW_HTTP_PUT)) && (!has_len || chunked)) {
+    /* Where such a body ends is unknown, so no next request can be read after it: closing once
+     * the 411 is out is the only end (the client otherwise waits for a close that never comes). */
+    r->close_after = true;
     refuse(r, 411, "length required (no chunked bodies)");
   } else if (r->clen > rt->r.max_body) {
     refuse(r, 413, "request body too large");
@@ -331,8 +364,7 @@ static int http_request(struct lws *wsi, pss *p, ow_net *n, const char *path) {
     if (st) {
       refuse(r, st, reason_of(st));
     } else if (!r->clen) {
-      r->ended = true;
-      rt->r.on_end(rt->r.ud, r);
+      end_request(r);
     }
   }
   return 0;
@@ -371,11 +403,12 @@ static int http_writeable(struct lws *wsi, pss *p) {
     ow_free(buf);
     if (w < (int)bl) return -1;
   }
-  /* A refused request whose body is still coming: closing is how the rest is discarded unread. */
-  bool unread = r->got < r->clen;
+  /* A refused request whose body is still coming: closing is how the rest is discarded unread.
+   * One that cannot be delimited (close_after) ends the connection too. */
+  bool close = r->got < r->clen || r->close_after;
   p->req = NULL;
   req_free(r);
-  if (unread) return -1;
+  if (close) return -1;
   return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
@@ -436,10 +469,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
   case LWS_CALLBACK_HTTP_BODY:
     return p && p->req ? http_body(p->req, in, len) : -1;
   case LWS_CALLBACK_HTTP_BODY_COMPLETION:
-    if (p && p->req && !p->req->ended) {
-      p->req->ended = true;
-      p->req->rt->r.on_end(p->req->rt->r.ud, p->req);
-    }
+    if (p && p->req && !p->req->ended) end_request(p->req);
     return 0;
   case LWS_CALLBACK_HTTP_WRITEABLE:
     return http_writeable(wsi, p);
