@@ -45,6 +45,8 @@ typedef struct ws_conn {
   bool close_now;
   bool lingering; /* everything is written and the write side shut: waiting for the peer */
   size_t linger_rx;
+  /* On the net's flush list: it has queued bytes to write before the loop sleeps. */
+  struct ws_conn *flush_next, **flush_prev;
 } ws_conn;
 
 typedef struct route {
@@ -90,6 +92,12 @@ struct ow_net {
   ow_buf status; /* the last /status body */
   uint64_t status_ns;
   OW_VEC(route) routes;
+  /* Connections with bytes queued since the loop last went to sleep, written by `flush` just
+   * before it sleeps again (Redis's beforeSleep): one write per client per turn of the loop,
+   * with no writable interest armed in epoll unless the socket is full. */
+  ws_conn *flush_head;
+  uv_prepare_t flush;
+  bool flush_started;
 };
 
 /* Per-connection data lws allocates for us: a pointer to our own connection object, so that the
@@ -108,6 +116,62 @@ static void free_queue(ws_conn *c) {
   }
   c->head = c->tail = NULL;
   c->queued = 0;
+}
+
+static void flush_add(ws_conn *c) {
+  if (c->flush_prev) return;
+  ow_net *n = c->net;
+  c->flush_next = n->flush_head;
+  if (n->flush_head) n->flush_head->flush_prev = &c->flush_next;
+  n->flush_head = c;
+  c->flush_prev = &n->flush_head;
+}
+
+static void flush_remove(ws_conn *c) {
+  if (!c->flush_prev) return;
+  *c->flush_prev = c->flush_next;
+  if (c->flush_next) c->flush_next->flush_prev = c->flush_prev;
+  c->flush_next = NULL;
+  c->flush_prev = NULL;
+}
+
+/* Writes queued messages to the socket: at most `max`, stopping when lws had to keep part of a
+ * write (the kernel's buffer is full; lws then arms writable interest itself and finishes it).
+ * Returns 0, or -1 when the connection failed and must close. */
+static int write_queue(ws_conn *c, int max) {
+  for (int i = 0; i < max && c->head; i++) {
+    out_msg *m = c->head;
+    if (lws_partial_buffered(c->wsi)) break;
+    int w = lws_write(c->wsi, m->data + LWS_PRE, m->len, LWS_WRITE_BINARY);
+    if (w < (int)m->len) return -1;
+    c->head = m->next;
+    if (!c->head) c->tail = NULL;
+    else if (c->tail_link == &m->next) c->tail_link = &c->head;
+    c->queued -= m->len;
+    ow_free(m);
+  }
+  return 0;
+}
+
+/* The loop is about to sleep: every connection that queued bytes this turn writes them now, in
+ * one send each (ws_send joins back-to-back messages). What the socket cannot take, and every
+ * close, goes through lws's writable callback as before. */
+static void flush_cb(uv_prepare_t *h) {
+  ow_net *n = h->data;
+  while (n->flush_head) {
+    ws_conn *c = n->flush_head;
+    flush_remove(c);
+    if (c->base.closing || c->close_now) {
+      lws_callback_on_writable(c->wsi);
+      continue;
+    }
+    if (write_queue(c, 16) < 0) {
+      c->close_now = true; /* the writable callback closes it: lws may not close it from here */
+      free_queue(c);
+      c->base.closing = true;
+    }
+    if (c->head || c->close_now || lws_partial_buffered(c->wsi)) lws_callback_on_writable(c->wsi);
+  }
 }
 
 /* The address key of ow_conn_addr(): IPv4 as itself with bit 32 set, IPv6 as its /64 prefix. */
@@ -550,20 +614,11 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
       }
       return 0;
     }
-    /* Several messages per writable event, but never so many that one client hogs the loop. The
-     * socket was just reported writable, and lws keeps what a short write leaves over, so only the
-     * messages after the first ask whether the socket is choked (a poll() each). */
-    for (int i = 0; i < 16 && c->head; i++) {
-      out_msg *m = c->head;
-      if (i && lws_send_pipe_choked(wsi)) break;
-      int w = lws_write(wsi, m->data + LWS_PRE, m->len, LWS_WRITE_BINARY);
-      if (w < (int)m->len) return -1;
-      c->head = m->next;
-      if (!c->head) c->tail = NULL;
-      else if (c->tail_link == &m->next) c->tail_link = &c->head;
-      c->queued -= m->len;
-      ow_free(m);
-    }
+    /* Several messages per writable event, but never so many that one client hogs the loop; lws
+     * keeps what a short write leaves over, and then no more is written until it is out. The
+     * connection leaves the flush list: this writes what it would have. */
+    flush_remove(c);
+    if (write_queue(c, 16) < 0) return -1;
     if (c->head || c->base.closing) lws_callback_on_writable(wsi);
     return 0;
   }
@@ -572,6 +627,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     if (!c) return 0;
     p->conn = NULL;
     n->conns--;
+    flush_remove(c);
     c->base.closing = true;
     if (n->h.on_close) n->h.on_close(n->h.ud, &c->base);
     free_queue(c);
@@ -681,6 +737,11 @@ int ow_net_create(ow_net **out, uv_loop_t *loop, const ow_net_config *cfg, const
     return -EADDRINUSE;
   }
   n->port = lws_get_vhost_listen_port(vh);
+  uv_prepare_init(loop, &n->flush);
+  n->flush.data = n;
+  uv_prepare_start(&n->flush, flush_cb);
+  uv_unref((uv_handle_t *)&n->flush); /* it does not keep the loop running by itself */
+  n->flush_started = true;
   ow_http_route root = {.path = "/", .methods = OW_HTTP_GET, .on_end = root_end, .ud = n};
   ow_net_route(n, &root);
   if (h->status) {
@@ -697,7 +758,19 @@ void ow_net_status_changed(ow_net *n) { n->status_ns = 0; }
 const ow_net_stats *ow_net_stats_get(const ow_net *n) { return &n->stats; }
 
 void ow_net_destroy(ow_net *n) {
-  if (n && n->ctx) lws_context_destroy(n->ctx);
+  if (!n) return;
+  if (n->flush_started) {
+    /* Closes send what is queued through the writable callback; the flush handle goes first, so
+     * that it is closed by the time the loop returns and ow_net_free frees it. */
+    n->flush_started = false;
+    while (n->flush_head) {
+      ws_conn *c = n->flush_head;
+      flush_remove(c);
+      lws_callback_on_writable(c->wsi);
+    }
+    uv_close((uv_handle_t *)&n->flush, NULL);
+  }
+  if (n->ctx) lws_context_destroy(n->ctx);
 }
 
 /* With a foreign loop, the first lws_context_destroy() starts closing and the loop finishes it;
@@ -744,7 +817,7 @@ static int ws_send(ow_conn *base, const void *p, size_t len) {
     c->tail = m;
   }
   c->queued += len;
-  lws_callback_on_writable(c->wsi);
+  flush_add(c);
   return 0;
 }
 
