@@ -170,7 +170,9 @@ static void flush_cb(uv_prepare_t *h) {
       free_queue(c);
       c->base.closing = true;
     }
-    if (c->head || c->close_now || lws_partial_buffered(c->wsi)) lws_callback_on_writable(c->wsi);
+    /* After a short write lws has armed writable interest itself, and calls the writable callback
+     * once it has written the rest: asking again would only cost epoll_ctl calls. */
+    if (c->close_now || (c->head && !lws_partial_buffered(c->wsi))) lws_callback_on_writable(c->wsi);
   }
 }
 

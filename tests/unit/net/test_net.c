@@ -335,10 +335,10 @@ static void *client_main(void *arg) {
   }
   CHECK(got == 7 && in[0] == 0x82 && in[1] == 5 && !memcmp(in + 2, msg, 5), "ws echo: %zu bytes\n", got);
 
-  /* 5 MB queued in one turn to a client that does not read for 100 ms (more than its 8 KB window
-   * and the 4 MB the server socket's buffer grows to): the loop writes what the socket takes, lws
-   * keeps the rest of a short write, the writable callback goes on from there, and every message
-   * arrives whole and in order. */
+  /* 5 MB queued in one turn to a client that does not read for 100 ms: the loop writes up to 16
+   * messages before it sleeps, the writable callback goes on from there (and lws would keep the
+   * rest of a short write, which this loopback socket did not make in our runs), and every
+   * message arrives whole and in order. */
   const uint8_t bmsg[5] = {'b', 'u', 'r', 's', 't'};
   for (int i = 0; i < 5; i++) frame[6 + i] = bmsg[i] ^ mask[i % 4];
   send_all(fd, frame, sizeof frame);
