@@ -17,8 +17,12 @@
  *     and its latency is from the moment it was queued to that confirmation. Figures are taken
  *     over --duration seconds after --warmup seconds.
  *  3. Issuing stops; every unconfirmed transfer must become durable. A second scout then walks the
- *     vaults again and checks that every vault still holds exactly one stack and that the coins
- *     add up to accounts x balance (what the replica shows is the durable state).
+ *     vaults again and checks that every vault still holds one stack (none if it was drained)
+ *     and that the coins add up to accounts x balance (what the replica shows is the durable
+ *     state).
+ *
+ * The transfers are the precomputed pairs of zipf.h, keynote-2's, connection i starting at its
+ * own offset as keynote-2's worker i does.
  *
  * Every transfer's APPLIED result must be code 0 (the receiving stack it names becomes the
  * destination's stack) or OW_E_NOT_FOUND, the source account having been drained (its stack is
