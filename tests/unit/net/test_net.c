@@ -366,8 +366,8 @@ static void *client_main(void *arg) {
   return NULL;
 }
 
-static void test_router_and_websocket(void **state) {
-  (void)state;
+/* The loop, its handles and a server with cfg; the test adds its routes. */
+static fixture *fixture_open(const ow_net_config *cfg, void (*status_fn)(void *, ow_buf *)) {
   fixture *fx = calloc(1, sizeof *fx);
   ow_buf_init(&fx->body);
   uv_loop_init(&fx->loop);
@@ -378,11 +378,32 @@ static void test_router_and_websocket(void **state) {
   uv_check_init(&fx->loop, &fx->turn);
   uv_check_start(&fx->turn, turn_cb);
   fx->done.data = fx->mark.data = fx->late.data = fx->later.data = fx->turn.data = fx;
+  ow_net_handlers h = {on_open, on_message, on_oversize, on_close, status_fn, fx};
+  assert_int_equal(ow_net_create(&fx->net, &fx->loop, cfg, &h), 0);
+  fx->port = ow_net_port(fx->net);
+  return fx;
+}
+
+/* Runs the loop while `client` talks to the server from its own thread, until it signals done;
+ * then frees the server and the loop. The client's failures are printed and fail the test. */
+static void fixture_run(fixture *fx, void *(*client)(void *)) {
+  client_run cr = {.fx = fx};
+  pthread_t t;
+  pthread_create(&t, NULL, client, &cr);
+  uv_run(&fx->loop, UV_RUN_DEFAULT);
+  pthread_join(t, NULL);
+  ow_net_free(fx->net);
+  uv_run(&fx->loop, UV_RUN_DEFAULT);
+  uv_loop_close(&fx->loop);
+  if (cr.failures) fprintf(stderr, "%s", cr.log);
+  assert_int_equal(cr.failures, 0);
+}
+
+static void test_router_and_websocket(void **state) {
+  (void)state;
   ow_net_config cfg = {.bind = "127.0.0.1", .port = 0, .max_message = 4096, .send_limit = 8 << 20,
                        .handshake_timeout_s = 1};
-  ow_net_handlers h = {on_open, on_message, on_oversize, on_close, status, fx};
-  assert_int_equal(ow_net_create(&fx->net, &fx->loop, &cfg, &h), 0);
-  fx->port = ow_net_port(fx->net);
+  fixture *fx = fixture_open(&cfg, status);
   ow_http_route echo = {.path = "/echo", .methods = OW_HTTP_POST, .max_body = 1 << 20,
                         .on_request = echo_request, .on_body = echo_body, .on_end = echo_end, .ud = fx};
   ow_http_route api = {.path = "/api/", .prefix = true, .methods = OW_HTTP_GET, .on_end = path_end};
@@ -404,17 +425,7 @@ static void test_router_and_websocket(void **state) {
   assert_int_equal(ow_net_route(fx->net, &held1), 0);
   assert_int_equal(ow_net_route(fx->net, &later), 0);
   assert_int_equal(ow_net_route(fx->net, &bad), OW_E_INVAL);
-
-  client_run cr = {.fx = fx};
-  pthread_t t;
-  pthread_create(&t, NULL, client_main, &cr);
-  uv_run(&fx->loop, UV_RUN_DEFAULT);
-  pthread_join(t, NULL);
-  ow_net_free(fx->net);
-  uv_run(&fx->loop, UV_RUN_DEFAULT);
-  uv_loop_close(&fx->loop);
-  if (cr.failures) fprintf(stderr, "%s", cr.log);
-  assert_int_equal(cr.failures, 0);
+  fixture_run(fx, client_main);
   assert_true(fx->chunks >= 2); /* the body arrived in pieces, as sent */
   assert_int_equal(fx->aborts, 2); /* /held at its reply_timeout_s, /hold at the shutdown */
   assert_int_equal(fx->nmarks, 2);
@@ -445,31 +456,13 @@ static void *client_411(void *arg) {
 
 static void test_411_closes(void **state) {
   (void)state;
-  fixture *fx = calloc(1, sizeof *fx);
-  uv_loop_init(&fx->loop);
-  uv_async_init(&fx->loop, &fx->done, done_cb);
-  uv_async_init(&fx->loop, &fx->mark, mark_cb);
-  uv_timer_init(&fx->loop, &fx->late);
-  uv_timer_init(&fx->loop, &fx->later);
-  uv_check_init(&fx->loop, &fx->turn);
-  fx->done.data = fx->mark.data = fx->late.data = fx->later.data = fx->turn.data = fx;
   ow_net_config cfg = {.bind = "127.0.0.1", .port = 0, .max_message = 4096, .send_limit = 1 << 20};
-  ow_net_handlers h = {on_open, on_message, on_oversize, on_close, NULL, fx};
-  assert_int_equal(ow_net_create(&fx->net, &fx->loop, &cfg, &h), 0);
-  fx->port = ow_net_port(fx->net);
+  fixture *fx = fixture_open(&cfg, NULL);
   ow_http_route echo = {.path = "/echo", .methods = OW_HTTP_POST, .max_body = 1 << 20,
                         .on_end = path_end};
   assert_int_equal(ow_net_route(fx->net, &echo), 0);
-  client_run cr = {.fx = fx};
-  pthread_t t;
-  pthread_create(&t, NULL, client_411, &cr);
-  uv_run(&fx->loop, UV_RUN_DEFAULT);
-  pthread_join(t, NULL);
-  ow_net_free(fx->net);
-  uv_run(&fx->loop, UV_RUN_DEFAULT);
-  uv_loop_close(&fx->loop);
-  if (cr.failures) fprintf(stderr, "%s", cr.log);
-  assert_int_equal(cr.failures, 0);
+  fixture_run(fx, client_411);
+  ow_buf_deinit(&fx->body);
   free(fx);
 }
 
