@@ -51,6 +51,12 @@ typedef struct accinfo {
   uint64_t offset; /* byteOffset within the buffer, view's offset included */
   uint64_t stride;
   uint64_t elem;  /* bytes of one element, column padding included */
+  json_t *min, *max; /* the declared bounds (NULL when absent), checked against the data */
+  /* sparse: scount (index, value) pairs; the indices' bufferView, byte offset in the buffer and
+   * componentType, and the values' bufferView and byte offset (tightly packed elements) */
+  uint64_t scount, sidx_off, sval_off;
+  int64_t sidx_view, sval_view;
+  int sidx_comp;
 } accinfo;
 
 typedef struct ctx {
@@ -73,6 +79,10 @@ typedef struct ctx {
   uint64_t *view_off, *view_len, *view_stride, *view_buf;
   accinfo *acc;
   int64_t *parent; /* per node: its parent, -1 for a root */
+  uint64_t *tin, *tout; /* per node: entry and exit numbers of the walk from the roots */
+  size_t *tree;         /* per node: the root of its tree */
+  uint8_t *seen;        /* get_index_list's scratch, all zero between lists */
+  size_t seen_cap;
   ow_gltf_figures fig;
 } ctx;
 
@@ -90,6 +100,11 @@ static int fail(ctx *c, int code, const char *fmt, ...) {
 }
 #define BAD(c, ...) fail((c), OW_E_INVAL, __VA_ARGS__)
 #define BIG(c, ...) fail((c), OW_E_TOO_LARGE, __VA_ARGS__)
+
+/* Figures add counts that an accessor without data may declare up to 2^63, once per primitive and
+ * per node: the sums saturate rather than wrap back under a limit. */
+static uint64_t sat_add(uint64_t a, uint64_t b) { return a > UINT64_MAX - b ? UINT64_MAX : a + b; }
+static uint32_t sat_add32(uint32_t a, uint32_t b) { return a > UINT32_MAX - b ? UINT32_MAX : a + b; }
 
 static uint32_t rd32(const uint8_t *p) {
   return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
@@ -186,8 +201,17 @@ static int get_index_list(ctx *c, json_t *o, const char *key, bool required, siz
   *out = NULL;
   if (!v) return required ? BAD(c, "%s/%s: required property missing", path, key) : 0;
   if (!json_is_array(v) || !json_array_size(v)) return BAD(c, "%s/%s: must be a non-empty array", path, key);
-  uint8_t *seen = ow_calloc(n ? n : 1, 1);
-  for (size_t i = 0; i < json_array_size(v) && !c->rc; i++) {
+  /* One zeroed scratch array for every list (node children, scene nodes, joints): a fresh one
+   * per list made 65536 nodes with a child each cost 4 GB of memset. The entries a list sets are
+   * cleared after it. */
+  if (c->seen_cap < n) {
+    ow_free(c->seen);
+    c->seen = ow_calloc(n, 1);
+    c->seen_cap = n;
+  }
+  uint8_t *seen = c->seen;
+  size_t i = 0;
+  for (; i < json_array_size(v) && !c->rc; i++) {
     json_t *e = json_array_get(v, i);
     if (!json_is_integer(e) || json_integer_value(e) < 0)
       BAD(c, "%s/%s/%zu: must be a non-negative integer", path, key, i);
@@ -196,7 +220,12 @@ static int get_index_list(ctx *c, json_t *o, const char *key, bool required, siz
     else if (seen[json_integer_value(e)]++)
       BAD(c, "%s/%s/%zu: index %lld appears twice", path, key, i, (long long)json_integer_value(e));
   }
-  ow_free(seen);
+  /* Elements before i passed the checks (each is a valid index) or is the one that failed. */
+  for (size_t k = 0; k < i; k++) {
+    json_t *e = json_array_get(v, k);
+    if (json_is_integer(e) && json_integer_value(e) >= 0 && (uint64_t)json_integer_value(e) < n)
+      seen[json_integer_value(e)] = 0;
+  }
   *out = v;
   return c->rc;
 }
@@ -485,6 +514,8 @@ static int check_accessors(ctx *c) {
     if (get_nums(c, a, "min", (size_t)ai->ncomp, path, mm, &has_min) ||
         get_nums(c, a, "max", (size_t)ai->ncomp, path, mm, &has_max))
       return c->rc;
+    ai->min = has_min ? json_object_get(a, "min") : NULL;
+    ai->max = has_max ? json_object_get(a, "max") : NULL;
     if (view >= 0) {
       uint64_t stride = c->view_stride[view] ? c->view_stride[view] : ai->elem;
       if (c->view_stride[view] && c->view_stride[view] < ai->elem)
@@ -532,6 +563,12 @@ static int check_accessors(ctx *c) {
       if (!fits(voff, ai->elem, scount, ai->elem, c->view_len[vv]))
         return BAD(c, "%s/byteOffset: sparse values overrun bufferView %lld", vp, (long long)vv);
       ai->sparse = true;
+      ai->scount = scount;
+      ai->sidx_view = iv;
+      ai->sidx_off = c->view_off[iv] + ioff;
+      ai->sidx_comp = (int)icomp;
+      ai->sval_view = vv;
+      ai->sval_off = c->view_off[vv] + voff;
     }
   }
   return 0;
@@ -571,6 +608,76 @@ static double acc_get(const ctx *c, const accinfo *a, uint64_t i, int k) {
     return f;
   }
   }
+}
+
+/* The data behind every accessor, read once: float components must be finite, and declared min
+ * and max must be the data's own bounds (specification 3.6.2.5: the stored values, whatever
+ * `normalized` says, after sparse substitution; a float bound is compared once rounded to single
+ * precision). Sparse indices must be strictly increasing and below count. An accessor without a
+ * bufferView starts as zeros, which count for its bounds unless every element is substituted;
+ * that is why a huge count without data costs nothing here. */
+static int check_accessor_data(ctx *c) {
+  for (size_t i = 0; i < c->n_accessors; i++) {
+    accinfo raw = c->acc[i]; /* the stored values: bounds ignore `normalized` */
+    raw.normalized = false;
+    const accinfo *a = &raw;
+    double lo[16], hi[16];
+    for (int k = 0; k < a->ncomp; k++) lo[k] = INFINITY, hi[k] = -INFINITY;
+    /* The substituted elements, in index order. */
+    accinfo ind = {.comp = a->sidx_comp, .ncomp = 1, .type = "SCALAR", .view = a->sidx_view,
+                   .offset = a->sidx_off, .stride = (uint64_t)comp_size(a->sidx_comp)};
+    accinfo val = *a;
+    val.view = a->sval_view;
+    val.offset = a->sval_off;
+    val.stride = a->elem;
+    uint64_t prev = 0;
+    for (uint64_t s = 0; a->sparse && s < a->scount; s++) {
+      uint64_t x = (uint64_t)acc_get(c, &ind, s, 0);
+      if (x >= a->count)
+        return BAD(c, "/accessors/%zu/sparse/indices: index %llu is %llu, the accessor has %llu elements", i,
+                   (unsigned long long)s, (unsigned long long)x, (unsigned long long)a->count);
+      if (s && x <= prev)
+        return BAD(c, "/accessors/%zu/sparse/indices: index %llu (%llu) is not greater than the one before (%llu)", i,
+                   (unsigned long long)s, (unsigned long long)x, (unsigned long long)prev);
+      prev = x;
+      for (int k = 0; k < a->ncomp; k++) {
+        double v = acc_get(c, &val, s, k);
+        if (!isfinite(v))
+          return BAD(c, "/accessors/%zu/sparse/values: element %llu component %d is not finite", i,
+                     (unsigned long long)s, k);
+        lo[k] = fmin(lo[k], v), hi[k] = fmax(hi[k], v);
+      }
+    }
+    if (a->view < 0) {
+      if (a->scount < a->count)
+        for (int k = 0; k < a->ncomp; k++) lo[k] = fmin(lo[k], 0), hi[k] = fmax(hi[k], 0);
+    } else {
+      uint64_t s = 0; /* the next substituted element */
+      for (uint64_t e = 0; e < a->count; e++) {
+        if (s < a->scount && (uint64_t)acc_get(c, &ind, s, 0) == e) {
+          s++;
+          continue;
+        }
+        for (int k = 0; k < a->ncomp; k++) {
+          double v = acc_get(c, a, e, k);
+          if (!isfinite(v))
+            return BAD(c, "/accessors/%zu: element %llu component %d is not finite", i, (unsigned long long)e, k);
+          lo[k] = fmin(lo[k], v), hi[k] = fmax(hi[k], v);
+        }
+      }
+    }
+    const struct { json_t *arr; const double *have; const char *name; } b[2] = {
+        {a->min, lo, "min"}, {a->max, hi, "max"}};
+    for (int m = 0; m < 2; m++)
+      for (int k = 0; b[m].arr && k < a->ncomp; k++) {
+        double d = json_number_value(json_array_get(b[m].arr, (size_t)k));
+        bool same = a->comp == 5126 ? (float)d == (float)b[m].have[k] : d == b[m].have[k];
+        if (!same)
+          return BAD(c, "/accessors/%zu/%s/%d: declares %.9g, the data's %s is %.9g", i, b[m].name, k, d,
+                     b[m].name, b[m].have[k]);
+      }
+  }
+  return 0;
 }
 
 /* ---- meshes ---------------------------------------------------------------------------------------- */
@@ -754,8 +861,8 @@ static int check_meshes(ctx *c, meshinfo *mi) {
         return BAD(c, "%s/targets: every primitive of a mesh must have as many morph targets", pp);
       ntargets = nt;
       uint64_t tris = mode == 4 ? nelem / 3 : (mode == 5 || mode == 6) && nelem >= 3 ? nelem - 2 : 0;
-      mi[m].triangles += tris;
-      mi[m].vertices += vcount;
+      mi[m].triangles = sat_add(mi[m].triangles, tris);
+      mi[m].vertices = sat_add(mi[m].vertices, vcount);
       mi[m].prims++;
       if (mat >= 0) mi[m].materials++;
     }
@@ -802,29 +909,60 @@ static int check_nodes(ctx *c) {
     }
     if (json_object_get(nd, "weights") && get_nums(c, nd, "weights", 0, path, NULL, NULL)) return c->rc;
   }
-  /* Each node has at most one parent now; a cycle is a chain of parents that never ends at a root.
-   * Walking up from every node with a step bound of n_nodes finds one (O(n * depth), and depth is
-   * bounded by the node count limit). */
-  for (size_t i = 0; i < c->n_nodes; i++) {
-    int64_t x = c->parent[i];
-    for (size_t steps = 0; x >= 0; steps++) {
-      if (steps > c->n_nodes || (size_t)x == i)
-        return BAD(c, "/nodes/%zu/children: the node hierarchy has a cycle through node %zu", (size_t)c->parent[i], i);
-      x = c->parent[x];
+  /* Each node has at most one parent now, so the nodes form trees and, possibly, cycles of
+   * parents that never reach a root. One depth-first walk from the roots (children lists built
+   * from the parents, an explicit stack) numbers each node on entry and exit, which answers "is
+   * A an ancestor of B" and "which root" in O(1) for the skins; a node it never reaches is on a
+   * cycle or below one. Everything is O(nodes): walking up from each node was O(nodes * depth),
+   * seconds of CPU for a 65536-node chain. */
+  size_t n = c->n_nodes ? c->n_nodes : 1;
+  int64_t *head = ow_malloc(n * sizeof *head), *next = ow_malloc(n * sizeof *next);
+  size_t *stack = ow_malloc(n * sizeof *stack);
+  c->tin = ow_calloc(n, sizeof *c->tin);
+  c->tout = ow_calloc(n, sizeof *c->tout);
+  c->tree = ow_malloc(n * sizeof *c->tree);
+  for (size_t i = 0; i < c->n_nodes; i++) head[i] = -1, c->tree[i] = SIZE_MAX;
+  for (size_t i = c->n_nodes; i-- > 0;)
+    if (c->parent[i] >= 0) next[i] = head[c->parent[i]], head[c->parent[i]] = (int64_t)i;
+  uint64_t clock = 0;
+  for (size_t r = 0; r < c->n_nodes; r++) {
+    if (c->parent[r] >= 0) continue;
+    size_t sp = 0;
+    stack[sp++] = r;
+    c->tree[r] = r;
+    c->tin[r] = ++clock;
+    while (sp) {
+      size_t x = stack[sp - 1];
+      /* head[x] is the next child not yet entered; -1 once all are done. */
+      int64_t ch = head[x];
+      if (ch < 0) {
+        c->tout[x] = ++clock;
+        sp--;
+        continue;
+      }
+      head[x] = next[ch];
+      c->tree[ch] = r;
+      c->tin[ch] = ++clock;
+      stack[sp++] = (size_t)ch;
     }
+  }
+  ow_free(head);
+  ow_free(next);
+  ow_free(stack);
+  for (size_t i = 0; i < c->n_nodes; i++) {
+    if (c->tree[i] != SIZE_MAX) continue;
+    /* Unreached: n steps up from it lead onto its cycle. */
+    size_t x = i;
+    for (size_t k = 0; k < c->n_nodes; k++) x = (size_t)c->parent[x];
+    return BAD(c, "/nodes/%lld/children: the node hierarchy has a cycle through node %zu", (long long)c->parent[x], x);
   }
   return 0;
 }
 
-static size_t root_of(const ctx *c, size_t n) {
-  while (c->parent[n] >= 0) n = (size_t)c->parent[n];
-  return n;
-}
+static size_t root_of(const ctx *c, size_t n) { return c->tree[n]; }
 
 static bool is_ancestor(const ctx *c, size_t anc, size_t n) {
-  for (int64_t x = (int64_t)n; x >= 0; x = c->parent[x])
-    if ((size_t)x == anc) return true;
-  return false;
+  return c->tin[anc] <= c->tin[n] && c->tout[n] <= c->tout[anc];
 }
 
 static int check_scenes(ctx *c) {
@@ -1158,10 +1296,10 @@ static int add_figures(ctx *c, const meshinfo *mi, const uint8_t *is_joint) {
     if (!m) continue;
     const meshinfo *x = &mi[json_integer_value(m)];
     any = true;
-    c->fig.triangles += x->triangles;
-    c->fig.vertices += x->vertices;
-    c->fig.draw_calls += x->prims;
-    c->fig.materials += x->materials;
+    c->fig.triangles = sat_add(c->fig.triangles, x->triangles);
+    c->fig.vertices = sat_add(c->fig.vertices, x->vertices);
+    c->fig.draw_calls = sat_add32(c->fig.draw_calls, x->prims);
+    c->fig.materials = sat_add32(c->fig.materials, x->materials);
     c->fig.meshes++;
     json_t *sk = json_object_get(json_array_get(c->a_nodes, i), "skin");
     if (sk && x->max_joint) {
@@ -1172,10 +1310,10 @@ static int add_figures(ctx *c, const meshinfo *mi, const uint8_t *is_joint) {
     }
   }
   for (size_t m = 0; !any && m < c->n_meshes; m++) {
-    c->fig.triangles += mi[m].triangles;
-    c->fig.vertices += mi[m].vertices;
-    c->fig.draw_calls += mi[m].prims;
-    c->fig.materials += mi[m].materials;
+    c->fig.triangles = sat_add(c->fig.triangles, mi[m].triangles);
+    c->fig.vertices = sat_add(c->fig.vertices, mi[m].vertices);
+    c->fig.draw_calls = sat_add32(c->fig.draw_calls, mi[m].prims);
+    c->fig.materials = sat_add32(c->fig.materials, mi[m].materials);
     c->fig.meshes++;
   }
   for (size_t i = 0; i < c->n_nodes; i++) c->fig.bones += is_joint[i];
@@ -1268,7 +1406,7 @@ int ow_gltf_validate(const uint8_t *p, size_t n, const ow_gltf_limits *lim, ow_g
     goto out;
   mi = ow_calloc(c->n_meshes ? c->n_meshes : 1, sizeof *mi);
   is_joint = ow_calloc(c->n_nodes ? c->n_nodes : 1, 1);
-  if (check_buffers(c) || check_views(c) || check_accessors(c) || check_meshes(c, mi) || check_nodes(c) ||
+  if (check_buffers(c) || check_views(c) || check_accessors(c) || check_accessor_data(c) || check_meshes(c, mi) || check_nodes(c) ||
       check_scenes(c) || check_skins(c, is_joint) || check_materials(c) || check_textures(c) || check_images(c) ||
       check_animations(c) || check_cameras(c) || add_figures(c, mi, is_joint))
     goto out;
@@ -1283,6 +1421,10 @@ out:
   ow_free(c->view_buf);
   ow_free(c->acc);
   ow_free(c->parent);
+  ow_free(c->tin);
+  ow_free(c->tout);
+  ow_free(c->tree);
+  ow_free(c->seen);
   ow_free(mi);
   ow_free(is_joint);
   json_decref(c->root);

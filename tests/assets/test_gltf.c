@@ -305,6 +305,90 @@ static void test_container(void **state) {
                      OW_E_INVAL);
 }
 
+/* Accessor data against the accessor: declared min and max are the data's own bounds (floats
+ * compared at single precision, integers exactly, normalized ones as stored), floats are finite,
+ * sparse indices increase and stay below count, and the bounds include the substitutions. */
+static void test_accessor_data(void **state) {
+  (void)state;
+  make_bin(256, 128);
+  refused("/accessors/0", "max", "[1.00000001,1,0]", 0, ""); /* the same float once rounded */
+  refused("/accessors/0", "min", "[0,0,0.0000000001]", OW_E_INVAL, "/accessors/0/min/2:"); /* a float, not 0 */
+  refused("/accessors/0", "max", "[1,1,0]", 0, "");
+  refused("/accessors/0", "max", "[1,2,0]", OW_E_INVAL, "/accessors/0/max/1: declares 2, the data's max is 1");
+  refused("/accessors/0", "min", "[0,-1,0]", OW_E_INVAL, "/accessors/0/min/1:");
+  refused("/accessors/1", "max", "[2]", 0, "");
+  refused("/accessors/1", "max", "[3]", OW_E_INVAL, "/accessors/1/max/0: declares 3");
+  /* Integers (the joints, unsigned bytes) exactly. */
+  refused("/accessors/2", "min", "[0,0,0,0]", 0, "");
+  refused("/accessors/2", "max", "[1,0,0,0]", 0, "");
+  refused("/accessors/2", "max", "[1,0,0,1]", OW_E_INVAL, "/accessors/2/max/3: declares 1, the data's max is 0");
+  put_f32(bin + OFF_POS + 4, 1.0f / 0.0f);
+  refused(NULL, NULL, NULL, OW_E_INVAL, "/accessors/0: element 0 component 1 is not finite");
+  make_bin(256, 128);
+  /* A sparse accessor without a bufferView: zeros, with element 1 replaced by (the first
+   * position) and element 2 by (1, 0, 0). Indices are the index buffer's 1 and 2. */
+  const char *sparse = "{\"componentType\":5126,\"count\":3,\"type\":\"VEC3\",\"min\":[0,0,0],\"max\":[1,0,0],"
+                       "\"sparse\":{\"count\":2,\"indices\":{\"bufferView\":1,\"byteOffset\":2,\"componentType\":5123},"
+                       "\"values\":{\"bufferView\":0}}}";
+  json_t *root = json_loads(base_json, 0, NULL);
+  json_array_append_new(json_object_get(root, "accessors"), json_loads(sparse, 0, NULL));
+  char *js = json_dumps(root, JSON_COMPACT);
+  base_text = js;
+  refused(NULL, NULL, NULL, 0, "");
+  refused("/accessors/5", "max", "[1,1,0]", OW_E_INVAL, "/accessors/5/max/1: declares 1, the data's max is 0");
+  refused("/accessors/5/sparse", "count", "3", OW_E_INVAL, "/accessors/5/sparse/indices/byteOffset:");
+  bin[OFF_IND + 4] = 1; /* indices 1, 1: not increasing */
+  refused(NULL, NULL, NULL, OW_E_INVAL, "/accessors/5/sparse/indices: index 1 (1) is not greater");
+  bin[OFF_IND + 4] = 2;
+  bin[OFF_IND + 2] = 7; /* index 7 of 3 elements (and, as a triangle index, out of range too) */
+  refused(NULL, NULL, NULL, OW_E_INVAL, "/accessors/5/sparse/indices: index 0 is 7, the accessor has 3");
+  base_text = NULL;
+  free(js);
+  json_decref(root);
+  make_bin(256, 128);
+}
+
+/* A chain of 60,000 nodes (one tree, every node a child of the one before) ending in the skinned
+ * mesh's joints: the tree checks are linear (they were quadratic, seconds of CPU per upload). */
+static void test_long_chain(void **state) {
+  (void)state;
+  make_bin(256, 128);
+  json_t *root = json_loads(base_json, 0, NULL);
+  json_t *nodes = json_object_get(root, "nodes");
+  size_t first = json_array_size(nodes), len = 60000;
+  json_object_set_new(json_array_get(nodes, 3), "children", json_pack("[I]", (json_int_t)first));
+  for (size_t i = 0; i < len; i++) {
+    json_t *nd = json_object();
+    if (i + 1 < len) json_object_set_new(nd, "children", json_pack("[I]", (json_int_t)(first + i + 1)));
+    json_array_append_new(nodes, nd);
+  }
+  /* The last node of the chain becomes a third joint (without inverse bind matrices, which are
+   * optional): the skeleton (node 2) is its ancestor, 60,000 levels up. */
+  json_t *skin = json_array_get(json_object_get(root, "skins"), 0);
+  json_array_append_new(json_object_get(skin, "joints"), json_integer((json_int_t)(first + len - 1)));
+  json_object_del(skin, "inverseBindMatrices");
+  char *js = json_dumps(root, JSON_COMPACT);
+  base_text = js;
+  char err[512];
+  ow_gltf_figures f;
+  assert_int_equal(run(NULL, NULL, NULL, err, &f), 0);
+  assert_int_equal(f.bones, 3);
+  assert_int_equal(f.nodes, first + len);
+  refused("/skins/0", "skeleton", "1", OW_E_INVAL, "/skins/0/skeleton: node 1 is not an ancestor of joint 2");
+  free(js);
+  /* And a cycle at its far end (the last node's child is the chain's first) is found. */
+  json_object_set_new(json_array_get(nodes, first + len - 1), "children", json_pack("[I]", (json_int_t)first));
+  json_object_del(json_array_get(nodes, 3), "children");
+  js = json_dumps(root, JSON_COMPACT);
+  base_text = js;
+  refused(NULL, NULL, NULL, OW_E_INVAL, "/nodes/");
+  run(NULL, NULL, NULL, err, NULL);
+  assert_non_null(strstr(err, "cycle"));
+  base_text = NULL;
+  free(js);
+  json_decref(root);
+}
+
 static void test_rank(void **state) {
   (void)state;
   ow_gltf_figures f = {0};
@@ -322,6 +406,7 @@ int main(void) {
       cmocka_unit_test(test_valid),           cmocka_unit_test(test_indices),
       cmocka_unit_test(test_bounds),          cmocka_unit_test(test_tree_and_skins),
       cmocka_unit_test(test_images_and_uris), cmocka_unit_test(test_container),
+      cmocka_unit_test(test_accessor_data),   cmocka_unit_test(test_long_chain),
       cmocka_unit_test(test_rank),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

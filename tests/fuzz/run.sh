@@ -29,7 +29,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(proto_server proto_client content config entity_record action recovery)
+  targets=(proto_server proto_client content config entity_record action recovery gltf)
 fi
 
 CC="${FUZZ_CC:-clang}" cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DOW_FUZZ=ON >/dev/null
