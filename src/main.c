@@ -288,7 +288,17 @@ int main(int argc, char **argv) {
 
   a.loop = uv_default_loop();
   ow_zone_loop_create(&a.zl, a.loop, a.zone, t.srv.tick_hz, t.loop.checkpoint_s);
+  /* Uploaded assets live beside the store, as files (src/assets/store.h), not in it. */
+  char *asset_dir = *cfg.asset_dir ? ow_strdup(cfg.asset_dir) : NULL;
+  if (!asset_dir) {
+    size_t n = strlen(cfg.data_dir) + 8;
+    asset_dir = ow_malloc(n);
+    snprintf(asset_dir, n, "%s/assets", cfg.data_dir);
+  }
+  t.srv.assets.dir = asset_dir;
   rc = ow_server_create(&a.server, a.loop, a.zone, a.zl, auth, &t.srv);
+  ow_free(asset_dir); /* the asset store keeps its own copy */
+  t.srv.assets.dir = NULL;
   if (rc) {
     fprintf(stderr, "otherworld: cannot listen on %s:%g: %s\n", cfg.bind, cfg.port, ow_strerror(rc));
     ow_zone_loop_stop(a.zl, NULL, NULL);

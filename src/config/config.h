@@ -90,7 +90,13 @@
     NUM(backup_every_s, "0", 0, 1e8, TO(backup.every_s), "seconds between hot backups while the " \
       "server runs (0: none; otherworld --backup DIR makes one on demand)") \
     NUM(backup_keep, "24", 1, 1e6, TO(backup.keep), "scheduled backups kept; older ones are removed") \
-    NUM(rate_kick_decay, "50", 0, 1e9, TO(srv.rate_kick_decay), "refusals per second forgiven from that pile")
+    NUM(rate_kick_decay, "50", 0, 1e9, TO(srv.rate_kick_decay), "refusals per second forgiven from that pile") \
+    STR(asset_dir, "", NULL, 1, 4000, BY_HAND, "directory of uploaded assets (POST /assets, " \
+      "docs/assets.md; empty: data_dir/assets)") \
+    NUM(asset_max_mb, "64", 0.001, 4096, MIB(srv.assets.max_upload), "largest asset upload, refused " \
+      "from its Content-Length before the body is read (413)") \
+    NUM(asset_quota_mb, "256", 0, 1e7, MIB(srv.assets.quota), "bytes of distinct assets one account " \
+      "may own (403 beyond; an asset uploaded twice counts once)")
 
 typedef struct ow_config {
 #define OW_CFG_STR_FIELD(name, ...) char *name;

@@ -74,6 +74,7 @@ struct ow_http_req {
   const char *type; /* static or owned by out_type */
   char *out_type;
   char allow[48]; /* a 405's Allow header: at most "GET, POST, PUT, DELETE" */
+  char *why;      /* ow_http_set_reason: the text of the route's next refusal */
   ow_buf out;
 };
 
@@ -318,6 +319,7 @@ static void req_free(ow_http_req *r) {
   ow_free(r->auth);
   ow_free(r->ctype);
   ow_free(r->out_type);
+  ow_free(r->why);
   ow_buf_deinit(&r->out);
   ow_free(r);
 }
@@ -360,9 +362,14 @@ void ow_http_reply(ow_http_req *r, int status, const char *type, const void *bod
 /* Answers a request the route never sees the rest of, with a one-line reason. */
 static void refuse(ow_http_req *r, int status, const char *why) {
   r->ended = true;
-  char text[128];
-  int tl = snprintf(text, sizeof text, "%d %s\n", status, why);
-  ow_http_reply(r, status, "text/plain", text, (size_t)tl);
+  char text[600];
+  int tl = snprintf(text, sizeof text, "%d %s\n", status, r->why ? r->why : why);
+  ow_http_reply(r, status, "text/plain", text, (size_t)tl < sizeof text ? (size_t)tl : sizeof text - 1);
+}
+
+void ow_http_set_reason(ow_http_req *r, const char *why) {
+  ow_free(r->why);
+  r->why = ow_strdup(why);
 }
 
 static const char *reason_of(int status) {

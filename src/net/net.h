@@ -110,6 +110,9 @@ uint64_t ow_http_content_length(const ow_http_req *r);   /* 0 without a body */
 const char *ow_http_peer(const ow_http_req *r);
 uint64_t ow_http_addr(const ow_http_req *r); /* as ow_conn_addr() */
 void ow_http_set_user(ow_http_req *r, void *user);
+/* The one-line text of the refusal an on_request or on_body about to return a status sends
+ * instead of the status's generic reason (copied; at most about 500 bytes are sent). */
+void ow_http_set_reason(ow_http_req *r, const char *why);
 void *ow_http_user(const ow_http_req *r);
 /* Answers the request (once): status, content type, body (copied). After it, r is not used again
  * by the caller. */

@@ -33,6 +33,20 @@ int ow_server_create(ow_server **out, uv_loop_t *loop, ow_zone *zone, ow_zone_lo
   if (!s->cfg.pwhash_per_addr) s->cfg.pwhash_per_addr = 1;
   float rs = ow_world_config_get(ow_zone_world(zone))->region_size;
   s->radius_cells = (int)ceilf(cfg->interest_radius / rs);
+  if (cfg->assets.dir) {
+    int arc = ow_assets_create(&s->assets, loop, auth, &cfg->assets);
+    if (arc) {
+      OW_ERROR("assets", "dir=%s error=%s", cfg->assets.dir, ow_strerror(arc));
+      ow_throttle_destroy(s->fail_account);
+      ow_throttle_destroy(s->fail_addr);
+      ow_map_deinit(&s->jobs_by_addr);
+      ow_map_deinit(&s->undelivered);
+      ow_map_deinit(&s->by_session);
+      ow_map_deinit(&s->by_account);
+      ow_free(s);
+      return arc;
+    }
+  }
   s->replica = ow_replica_create(ow_zone_world(zone), ow_zone_durable_frame(zone));
   /* The one-way flow starts here: connections go to client.c, /status to metrics.c. */
   ow_net_handlers h = {server_on_open,  server_on_message, server_on_oversize,
@@ -44,6 +58,7 @@ int ow_server_create(ow_server **out, uv_loop_t *loop, ow_zone *zone, ow_zone_lo
   nc.coalesce = 60 * 1024;
   int rc = ow_net_create(&s->net, loop, &nc, &h);
   if (rc) {
+    ow_assets_destroy(s->assets);
     ow_replica_destroy(s->replica);
     ow_throttle_destroy(s->fail_account);
     ow_throttle_destroy(s->fail_addr);
@@ -54,6 +69,7 @@ int ow_server_create(ow_server **out, uv_loop_t *loop, ow_zone *zone, ow_zone_lo
     ow_free(s);
     return rc;
   }
+  if (s->assets) ow_assets_routes(s->assets, s->net); /* the asset routes, src/assets/http.c */
   server_jobs_start(s, s->cfg.pwhash_jobs);
   uv_timer_t *timers[] = {&s->publish, &s->poses, &s->housekeeping, &s->notice};
   for (int i = 0; i < 4; i++) {
@@ -135,6 +151,7 @@ void ow_server_free(ow_server *s) {
   while (s->clients.len) server_client_drop(s, s->clients.v[0]);
   OW_VEC_FREE(s->clients);
   ow_net_free(s->net);
+  ow_assets_destroy(s->assets); /* after the net: no request refers to it any more */
   ow_replica_destroy(s->replica);
   server_undelivered_free(s);
   ow_map_deinit(&s->by_session);

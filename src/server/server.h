@@ -12,6 +12,7 @@
 #ifndef OW_SERVER_H
 #define OW_SERVER_H
 
+#include "assets/http.h"
 #include "auth/auth.h"
 #include "net/net.h"
 #include "zone/loop.h"
@@ -45,6 +46,9 @@ typedef struct ow_server_config {
   /* Refusals for rate (actions, poses, chat, logins) add one each to a count that drains at
    * rate_kick_decay per second; past rate_kick the client gets SERVER_BYE RATE. 0: never. */
   double rate_kick, rate_kick_decay;
+  /* Uploaded assets (src/assets/http.h): POST /assets and GET /assets/<digest> when assets.dir is
+   * set; no asset routes otherwise. */
+  ow_assets_config assets;
 } ow_server_config;
 
 /* What the server counts as it runs; metrics.h lists them (with names, kinds and help texts) for

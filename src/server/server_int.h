@@ -133,6 +133,7 @@ struct ow_server {
   job *jobq, *jobq_tail;
   ow_map jobs_by_addr; /* address -> jobs running or waiting */
   struct hashers *hashers; /* jobs.c */
+  ow_assets *assets;       /* NULL without cfg.assets.dir */
 };
 
 /* ---- client.c: connections, decoding, dispatch, replies, rate limits ------------------------- */
