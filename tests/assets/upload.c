@@ -10,15 +10,12 @@
  * restart the stored assets are served and the quota still counts them.
  * Usage: integration_assets_upload SERVER_BINARY [-v]. */
 #define _GNU_SOURCE
-#include <arpa/inet.h>
 #include <dirent.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -102,88 +99,16 @@ static void login(player *p, const char *name, bool reg, char hex[2 * OW_TOKEN_L
   sodium_bin2hex(hex, 2 * OW_TOKEN_LEN + 1, p->s.token, OW_TOKEN_LEN);
 }
 
-/* ---- HTTP ------------------------------------------------------------------------------------- */
+/* ---- HTTP (tests/support/http.c) ------------------------------------------------------------- */
 
-typedef struct resp {
-  int status;
-  char type[128];
-  uint8_t *body;
-  size_t n;
-} resp;
+typedef ow_test_resp resp;
 
-static int dial(void) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)srv.port)};
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa)) die("HTTP connect");
-  return fd;
-}
-
-static void send_all(int fd, const void *p, size_t n) {
-  const uint8_t *b = p;
-  while (n) {
-    ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
-    if (w <= 0) return; /* the server may close after a refusal: the reply is still read */
-    b += w;
-    n -= (size_t)w;
-  }
-}
-
-/* Reads one response (status line, headers, Content-Length bytes of body). */
-static resp read_resp(int fd) {
-  size_t cap = 1 << 16, n = 0;
-  uint8_t *buf = malloc(cap);
-  resp r = {0};
-  size_t hend = 0, clen = 0;
-  for (;;) {
-    if (n == cap) buf = realloc(buf, cap *= 2);
-    ssize_t got = recv(fd, buf + n, cap - n, 0);
-    if (got <= 0) break;
-    n += (size_t)got;
-    if (!hend) {
-      uint8_t *e = memmem(buf, n, "\r\n\r\n", 4);
-      if (!e) continue;
-      hend = (size_t)(e - buf) + 4;
-      char *h = strndup((char *)buf, hend);
-      sscanf(h, "HTTP/1.%*d %d", &r.status);
-      for (char *line = strtok(h, "\r\n"); line; line = strtok(NULL, "\r\n")) {
-        if (!strncasecmp(line, "content-length:", 15)) clen = strtoul(line + 15, NULL, 10);
-        if (!strncasecmp(line, "content-type:", 13)) snprintf(r.type, sizeof r.type, "%s", line + 14);
-      }
-      free(h);
-    }
-    if (hend && n >= hend + clen) break;
-  }
-  if (!hend) die("no HTTP response");
-  r.n = n - hend < clen ? n - hend : clen;
-  r.body = malloc(r.n + 1);
-  memcpy(r.body, buf + hend, r.n);
-  r.body[r.n] = 0;
-  free(buf);
-  return r;
-}
-
-/* One request on a fresh connection. auth NULL: no Authorization header; body_sent < n sends the
- * headers for n bytes but only body_sent of them (then, if hang_up, closes: an abandoned upload). */
 static resp http_x(const char *method, const char *path, const char *auth, const void *body, size_t n,
                    size_t body_sent, bool hang_up) {
-  int fd = dial();
-  char hdr[1024];
-  int hl = snprintf(hdr, sizeof hdr, "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n%s%s%s", method,
-                    path, auth ? "Authorization: " : "", auth ? auth : "", auth ? "\r\n" : "");
-  if (!strcmp(method, "POST"))
-    hl += snprintf(hdr + hl, sizeof hdr - (size_t)hl, "Content-Type: model/gltf-binary\r\nContent-Length: %zu\r\n", n);
-  hl += snprintf(hdr + hl, sizeof hdr - (size_t)hl, "\r\n");
-  send_all(fd, hdr, (size_t)hl);
-  if (body && body_sent) send_all(fd, body, body_sent);
-  resp r = {0};
-  if (hang_up) {
-    close(fd);
-    return r;
-  }
-  r = read_resp(fd);
-  close(fd);
-  if (verbose) fprintf(stderr, "  %s %s -> %d %s %.300s\n", method, path, r.status, r.type, r.n < 400 ? (char *)r.body : "");
+  resp r = ow_test_http(srv.port, method, path, auth, body, n, body_sent, hang_up);
+  if (!hang_up && !r.status) die("no HTTP response");
+  if (verbose && !hang_up)
+    fprintf(stderr, "  %s %s -> %d %s %.300s", method, path, r.status, r.type, r.n < 400 ? (char *)r.body : "\n");
   return r;
 }
 
@@ -240,10 +165,7 @@ static void stop(void) {
   if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) die("server did not exit 0 on SIGTERM");
 }
 
-static void free_resp(resp *r) {
-  free(r->body);
-  memset(r, 0, sizeof *r);
-}
+static void free_resp(resp *r) { ow_test_resp_free(r); }
 
 int main(int argc, char **argv) {
   if (argc < 2) die("usage: integration_assets_upload SERVER_BINARY [-v]");

@@ -62,4 +62,22 @@ int ow_test_server_stop(ow_test_server *s, int sig);
 /* Seconds on the monotonic clock, for deadlines of waits (never for assertions on speed). */
 double ow_test_now(void);
 
+/* ---- HTTP (tests/support/http.c) ---------------------------------------------------------------- */
+
+/* One response; body is NUL-terminated (free with ow_test_resp_free). status 0: no response. */
+typedef struct ow_test_resp {
+  int status;
+  char type[128];
+  uint8_t *body;
+  size_t n;
+} ow_test_resp;
+
+/* One request to 127.0.0.1:port on a fresh connection (Connection: close). auth: the
+ * Authorization header's value, or NULL for none. A POST or PUT declares Content-Length n and
+ * sends body_sent of the n bytes; with hang_up the connection is closed right after (an
+ * abandoned request, status 0). */
+ow_test_resp ow_test_http(int port, const char *method, const char *path, const char *auth, const void *body,
+                          size_t n, size_t body_sent, bool hang_up);
+void ow_test_resp_free(ow_test_resp *r);
+
 #endif
