@@ -70,6 +70,7 @@ int ow_server_create(ow_server **out, uv_loop_t *loop, ow_zone *zone, ow_zone_lo
     return rc;
   }
   if (s->assets) ow_assets_routes(s->assets, s->net); /* the asset routes, src/assets/http.c */
+  s->cfg.assets.dir = NULL; /* the caller's string: the asset store keeps its own copy */
   server_jobs_start(s, s->cfg.pwhash_jobs);
   uv_timer_t *timers[] = {&s->publish, &s->poses, &s->housekeeping, &s->notice};
   for (int i = 0; i < 4; i++) {
