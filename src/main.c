@@ -288,12 +288,14 @@ int main(int argc, char **argv) {
 
   a.loop = uv_default_loop();
   ow_zone_loop_create(&a.zl, a.loop, a.zone, t.srv.tick_hz, t.loop.checkpoint_s);
-  /* Uploaded assets live beside the store, as files (src/assets/store.h), not in it. */
+  /* Uploaded assets live beside the store, as files (src/assets/store.h), not in it: in the LMDB
+   * store's directory (data_dir unless `store` names another), else in data_dir. */
   char *asset_dir = *cfg.asset_dir ? ow_strdup(cfg.asset_dir) : NULL;
   if (!asset_dir) {
-    size_t n = strlen(cfg.data_dir) + 8;
+    const char *base = !strncmp(uri, "lmdb:", 5) ? uri + 5 : cfg.data_dir;
+    size_t n = strlen(base) + 8;
     asset_dir = ow_malloc(n);
-    snprintf(asset_dir, n, "%s/assets", cfg.data_dir);
+    snprintf(asset_dir, n, "%s/assets", base);
   }
   t.srv.assets.dir = asset_dir;
   rc = ow_server_create(&a.server, a.loop, a.zone, a.zl, auth, &t.srv);

@@ -19,7 +19,7 @@
 typedef struct ow_assets ow_assets;
 
 typedef struct ow_assets_config {
-  const char *dir;      /* the asset store's directory (main.c: data_dir/assets) */
+  const char *dir;      /* the asset store's directory (main.c: assets/ beside the LMDB store) */
   uint64_t max_upload;  /* bytes of one upload, decided from Content-Length (413 beyond) */
   uint64_t quota;       /* bytes of distinct assets one account may own (403 beyond) */
   uint64_t max_pending; /* bytes of uploads being received or validated at once (503 beyond) */

@@ -86,7 +86,17 @@ static void load_owner(ow_assetstore *s, const char *odir, uint64_t account) {
 
 int ow_assetstore_open(ow_assetstore **out, const char *dir) {
   *out = NULL;
-  int rc = mkdir_ok(dir);
+  /* mkdir -p: the parents first (an asset_dir of its own may name a new tree). */
+  char *parent = ow_strdup(dir);
+  int rc = 0;
+  for (char *q = parent + 1; *q && !rc; q++)
+    if (*q == '/') {
+      *q = 0;
+      rc = mkdir_ok(parent);
+      *q = '/';
+    }
+  ow_free(parent);
+  if (!rc) rc = mkdir_ok(dir);
   const char *subs[] = {"blobs", "owners", "tmp"};
   for (int i = 0; i < 3 && !rc; i++) {
     char *p = join(dir, subs[i], NULL);

@@ -20,7 +20,7 @@
 
 typedef struct ow_assetstore ow_assetstore;
 
-/* Opens (creating it and its subdirectories when missing) the store in dir, empties tmp/, and
+/* Opens (creating it, its parents and its subdirectories when missing) the store in dir, empties tmp/, and
  * adds up each account's usage from owners/. Returns 0, or -errno (the store cannot be used). */
 int ow_assetstore_open(ow_assetstore **out, const char *dir);
 void ow_assetstore_close(ow_assetstore *s);
