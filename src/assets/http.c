@@ -170,9 +170,10 @@ static void after_cb(uv_work_t *w, int status) {
   job *j = w->data;
   ow_assets *a = j->a;
   a->running = NULL;
+  /* Every finish replies when the request is still there; a replied request gets no on_abort,
+   * so nothing refers to the job after this. */
   if (j->kind == JOB_PUT) finish_put(a, j);
   else finish_get(a, j);
-  if (j->r) ow_http_set_user(j->r, NULL);
   job_free(j);
   start_next(a);
 }
