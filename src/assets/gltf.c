@@ -164,8 +164,10 @@ static int get_nums(ctx *c, json_t *o, const char *key, size_t n, const char *pa
   json_t *v = json_object_get(o, key);
   if (present) *present = v != NULL;
   if (!v) return 0;
-  if (!json_is_array(v) || (n && json_array_size(v) != n))
+  if (!json_is_array(v) || (n && json_array_size(v) != n) || !json_array_size(v)) {
+    if (!n) return BAD(c, "%s/%s: must be a non-empty array of numbers", path, key);
     return BAD(c, "%s/%s: must be an array of %zu numbers", path, key, n);
+  }
   for (size_t i = 0; i < json_array_size(v); i++) {
     char p[256];
     snprintf(p, sizeof p, "%s/%s/%zu", path, key, i);
@@ -187,8 +189,12 @@ static int top_array(ctx *c, const char *key, json_t **out, size_t *n) {
   if (json_array_size(v) > c->lim->max_items)
     return BIG(c, "/%s: %zu elements, more than the limit %llu", key, json_array_size(v),
                (unsigned long long)c->lim->max_items);
-  for (size_t i = 0; i < json_array_size(v); i++)
-    if (!json_is_object(json_array_get(v, i))) return BAD(c, "/%s/%zu: must be an object", key, i);
+  for (size_t i = 0; i < json_array_size(v); i++) {
+    json_t *e = json_array_get(v, i), *name;
+    if (!json_is_object(e)) return BAD(c, "/%s/%zu: must be an object", key, i);
+    if ((name = json_object_get(e, "name")) && !json_is_string(name))
+      return BAD(c, "/%s/%zu/name: must be a string", key, i);
+  }
   *out = v;
   *n = json_array_size(v);
   return 0;
@@ -726,21 +732,37 @@ static int check_attribute(ctx *c, const char *name, int64_t acc, const char *pa
   return 0;
 }
 
-/* Weights of each vertex must sum to 1 (3.7.3.2); the tolerance covers 8-bit quantization. */
-static int check_weights(ctx *c, int64_t wacc, const char *path) {
-  const accinfo *a = &c->acc[wacc];
-  if (a->view < 0 || a->sparse) return 0;
-  double tol = a->comp == 5126 ? 2e-3 : a->comp == 5121 ? 4.0 / 255 : 4.0 / 65535;
+/* Skinning data per vertex (3.7.3.2), as the Khronos validator reads it: weights are non-negative
+ * and sum to 1 within 2e-7 per non-zero weight, the sum taken in single precision (so 8-bit
+ * weights must add up to 255 exactly); a joint with a non-zero weight appears once; a joint
+ * with a zero weight is 0. Sparse or data-less accessors are not read. */
+static int check_skinning(ctx *c, int64_t jacc, int64_t wacc, const char *path) {
+  const accinfo *a = &c->acc[wacc], *j = &c->acc[jacc];
+  if (a->view < 0 || a->sparse || j->view < 0 || j->sparse) return 0;
   for (uint64_t i = 0; i < a->count; i++) {
-    double s = 0;
+    float sum = 0;
+    double tol = 0;
+    double used[4];
+    int nused = 0;
     for (int k = 0; k < 4; k++) {
-      double w = acc_get(c, a, i, k);
+      double w = acc_get(c, a, i, k), jt = acc_get(c, j, i, k);
       if (w < 0 || !isfinite(w))
         return BAD(c, "%s/WEIGHTS_0: vertex %llu has a negative or non-finite weight", path, (unsigned long long)i);
-      s += w;
+      if (w == 0) {
+        if (jt != 0)
+          return BAD(c, "%s/JOINTS_0: vertex %llu uses joint %g with a zero weight (it must be 0)", path,
+                     (unsigned long long)i, jt);
+        continue;
+      }
+      for (int u = 0; u < nused; u++)
+        if (used[u] == jt)
+          return BAD(c, "%s/JOINTS_0: vertex %llu uses joint %g twice", path, (unsigned long long)i, jt);
+      used[nused++] = jt;
+      sum += (float)w;
+      tol += 2e-7;
     }
-    if (fabs(s - 1.0) > tol)
-      return BAD(c, "%s/WEIGHTS_0: weights of vertex %llu sum to %g, not 1", path, (unsigned long long)i, s);
+    if (fabs((double)sum - 1.0) > tol)
+      return BAD(c, "%s/WEIGHTS_0: weights of vertex %llu sum to %.9g, not 1", path, (unsigned long long)i, (double)sum);
   }
   return 0;
 }
@@ -791,7 +813,7 @@ static int check_meshes(ctx *c, meshinfo *mi) {
       }
       if ((joints < 0) != (weights < 0))
         return BAD(c, "%s: JOINTS_0 and WEIGHTS_0 must come together", ap);
-      if (weights >= 0 && check_weights(c, weights, ap)) return c->rc;
+      if (weights >= 0 && check_skinning(c, joints, weights, ap)) return c->rc;
       if (pos >= 0) {
         json_t *a = json_array_get(c->a_accessors, (size_t)pos);
         if (!json_object_get(a, "min") || !json_object_get(a, "max"))
@@ -905,8 +927,9 @@ static int check_nodes(ctx *c) {
       return BAD(c, "%s/matrix: a node has either a matrix or translation/rotation/scale", path);
     if (has_r) {
       double len = sqrt(q[0] * q[0] + q[1] * q[1] + q[2] * q[2] + q[3] * q[3]);
-      if (fabs(len - 1.0) > 1e-5) return BAD(c, "%s/rotation: quaternion is not unit length (%g)", path, len);
+      if (fabs(len - 1.0) > 5e-5) return BAD(c, "%s/rotation: quaternion is not unit length (%g)", path, len);
     }
+    if (json_object_get(nd, "weights") && mesh < 0) return BAD(c, "%s/weights: a node with weights must have a mesh", path);
     if (json_object_get(nd, "weights") && get_nums(c, nd, "weights", 0, path, NULL, NULL)) return c->rc;
   }
   /* Each node has at most one parent now, so the nodes form trees and, possibly, cycles of
@@ -1012,6 +1035,12 @@ static int check_skins(ctx *c, uint8_t *is_joint) {
       if (a->count != nj)
         return BAD(c, "%s/inverseBindMatrices: accessor %lld has %llu matrices for %zu joints", path, (long long)ibm,
                    (unsigned long long)a->count, nj);
+      /* An inverse bind matrix is affine: its last row is exactly (0, 0, 0, 1). */
+      for (uint64_t m = 0; a->view >= 0 && !a->sparse && m < a->count; m++)
+        for (int k = 3; k < 16; k += 4)
+          if (acc_get(c, a, m, k) != (k == 15 ? 1.0 : 0.0))
+            return BAD(c, "%s/inverseBindMatrices: matrix %llu element %d is %g; the last row must be (0, 0, 0, 1)",
+                       path, (unsigned long long)m, k, acc_get(c, a, m, k));
     }
   }
   return 0;
@@ -1019,19 +1048,53 @@ static int check_skins(ctx *c, uint8_t *is_joint) {
 
 /* ---- materials, textures, images, samplers -------------------------------------------------------- */
 
-static int check_texinfo(ctx *c, json_t *o, const char *key, const char *path) {
+/* A textureInfo; *need becomes at least its texCoord + 1 (the TEXCOORD_n a primitive must have). */
+static int check_texinfo(ctx *c, json_t *o, const char *key, const char *path, uint64_t *need) {
   json_t *ti;
   if (get_obj(c, o, key, false, path, &ti) || !ti) return c->rc;
   char tp[160];
   snprintf(tp, sizeof tp, "%s/%s", path, key);
   int64_t idx;
-  uint64_t tc;
-  return get_index(c, ti, "index", true, c->n_textures, "textures", tp, &idx) ||
-         get_uint(c, ti, "texCoord", false, 0, tp, &tc, NULL);
+  uint64_t tc = 0;
+  if (get_index(c, ti, "index", true, c->n_textures, "textures", tp, &idx) ||
+      get_uint(c, ti, "texCoord", false, 0, tp, &tc, NULL))
+    return c->rc;
+  if (tc >= 8) return BAD(c, "%s/texCoord: %llu, more texture coordinate sets than a primitive can have", tp,
+                          (unsigned long long)tc);
+  if (tc + 1 > *need) *need = tc + 1;
+  return 0;
 }
 
+/* Every primitive drawn with a textured material has the TEXCOORD_n its textures read. */
+static int check_texcoords(ctx *c, const uint64_t *need) {
+  for (size_t m = 0; m < c->n_meshes; m++) {
+    json_t *prims = json_object_get(json_array_get(c->a_meshes, m), "primitives");
+    for (size_t pi = 0; pi < json_array_size(prims); pi++) {
+      json_t *p = json_array_get(prims, pi), *mat = json_object_get(p, "material");
+      if (!mat || !need[json_integer_value(mat)]) continue;
+      char sem[32];
+      snprintf(sem, sizeof sem, "TEXCOORD_%llu", (unsigned long long)need[json_integer_value(mat)] - 1);
+      if (!json_object_get(json_object_get(p, "attributes"), sem))
+        return BAD(c, "/meshes/%zu/primitives/%zu/material: material %lld's textures need %s, the primitive has none", m,
+                   pi, (long long)json_integer_value(mat), sem);
+    }
+  }
+  return 0;
+}
+
+static int check_material(ctx *c, size_t i, uint64_t *need);
+
 static int check_materials(ctx *c) {
-  for (size_t i = 0; i < c->n_materials; i++) {
+  uint64_t *need = ow_calloc(c->n_materials ? c->n_materials : 1, sizeof *need);
+  int rc = 0;
+  for (size_t i = 0; i < c->n_materials && !rc; i++) rc = check_material(c, i, &need[i]);
+  if (!rc) rc = check_texcoords(c, need);
+  ow_free(need);
+  return rc;
+}
+
+static int check_material(ctx *c, size_t i, uint64_t *need) {
+  {
     json_t *m = json_array_get(c->a_materials, i);
     char path[64];
     snprintf(path, sizeof path, "/materials/%zu", i);
@@ -1055,12 +1118,17 @@ static int check_materials(ctx *c) {
         if (get_num(c, v, fp, &d)) return c->rc;
         if (d < 0 || d > 1) return BAD(c, "%s: %g is outside [0, 1]", fp, d);
       }
-      if (check_texinfo(c, pbr, "baseColorTexture", pp) || check_texinfo(c, pbr, "metallicRoughnessTexture", pp))
+      if (check_texinfo(c, pbr, "baseColorTexture", pp, need) ||
+          check_texinfo(c, pbr, "metallicRoughnessTexture", pp, need))
         return c->rc;
     }
-    if (check_texinfo(c, m, "normalTexture", path) || check_texinfo(c, m, "occlusionTexture", path) ||
-        check_texinfo(c, m, "emissiveTexture", path))
+    if (check_texinfo(c, m, "normalTexture", path, need) || check_texinfo(c, m, "occlusionTexture", path, need) ||
+        check_texinfo(c, m, "emissiveTexture", path, need))
       return c->rc;
+    json_t *ds = json_object_get(m, "doubleSided"), *ac = json_object_get(m, "alphaCutoff");
+    if (ds && !json_is_boolean(ds)) return BAD(c, "%s/doubleSided: must be a boolean", path);
+    if (ac && (!json_is_number(ac) || json_number_value(ac) < 0))
+      return BAD(c, "%s/alphaCutoff: must be a number of at least 0", path);
     json_t *am = json_object_get(m, "alphaMode");
     if (am && !str_is(am, "OPAQUE") && !str_is(am, "MASK") && !str_is(am, "BLEND"))
       return BAD(c, "%s/alphaMode: must be OPAQUE, MASK or BLEND", path);
@@ -1105,7 +1173,18 @@ static int image_size(const uint8_t *p, size_t n, uint32_t *w, uint32_t *h, doub
   static const uint8_t png[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
   static const uint8_t ktx2[12] = {0xAB, 'K', 'T', 'X', ' ', '2', '0', 0xBB, '\r', '\n', 0x1A, '\n'};
   if (n >= 24 && !memcmp(p, png, 8)) {
-    if (memcmp(p + 12, "IHDR", 4)) return -1;
+    if (memcmp(p + 12, "IHDR", 4) || be32(p + 8) != 13) return -1;
+    /* The chunks must reach IEND inside the data (a stream cut short is refused, as Khronos
+     * does); their contents and CRCs are not read. */
+    size_t i = 8;
+    bool end = false;
+    while (!end && n - i >= 12) {
+      uint32_t len = be32(p + i);
+      if (len > n - i - 12) return -1;
+      end = !memcmp(p + i + 4, "IEND", 4);
+      i += 12 + (size_t)len;
+    }
+    if (!end) return -1;
     *w = be32(p + 16);
     *h = be32(p + 20);
     *bpp = 4;
@@ -1214,6 +1293,8 @@ static int check_animations(ctx *c) {
         return BAD(c, "%s/interpolation: must be LINEAR, STEP or CUBICSPLINE", sp);
       if (strcmp(c->acc[in].type, "SCALAR") || c->acc[in].comp != 5126)
         return BAD(c, "%s/input: accessor %lld must be SCALAR float", sp, (long long)in);
+      if (!c->acc[in].min || !c->acc[in].max)
+        return BAD(c, "%s/input: accessor %lld must have min and max (the animation's time range)", sp, (long long)in);
     }
     for (size_t k = 0; k < json_array_size(channels); k++) {
       json_t *ch = json_array_get(channels, k);
@@ -1232,6 +1313,17 @@ static int check_animations(ctx *c) {
       if (!pth) return BAD(c, "%s/path: required property missing", tp);
       if (!str_is(pth, "translation") && !str_is(pth, "rotation") && !str_is(pth, "scale") && !str_is(pth, "weights"))
         return BAD(c, "%s/path: must be translation, rotation, scale or weights", tp);
+      /* Rotation keys are unit quaternions (float ones; normalized integers are by construction
+       * close to it and are not checked here). */
+      const accinfo *out = &c->acc[json_integer_value(json_object_get(json_array_get(samplers, (size_t)smp), "output"))];
+      if (str_is(pth, "rotation") && out->comp == 5126 && out->ncomp == 4 && out->view >= 0 && !out->sparse)
+        for (uint64_t e = 0; e < out->count; e++) {
+          double q[4], len2 = 0;
+          for (int x = 0; x < 4; x++) q[x] = acc_get(c, out, e, x), len2 += q[x] * q[x];
+          if (fabs(sqrt(len2) - 1.0) > 5e-5)
+            return BAD(c, "%s/sampler: rotation key %llu of its output is not a unit quaternion (length %g)", cp,
+                       (unsigned long long)e, sqrt(len2));
+        }
     }
   }
   return 0;
@@ -1341,9 +1433,20 @@ static int check_asset(ctx *c) {
   char tail;
   if (sscanf(v, "%u.%u%c", &major, &minor, &tail) != 2) return BAD(c, "/asset/version: \"%.40s\" is not MAJOR.MINOR", v);
   if (major != 2) return BAD(c, "/asset/version: glTF %.40s, only 2.x is supported", v);
+  static const char *const strs[] = {"generator", "copyright", "minVersion"};
+  for (int i = 0; i < 3; i++) {
+    json_t *x = json_object_get(asset, strs[i]);
+    if (x && !json_is_string(x)) return BAD(c, "/asset/%s: must be a string", strs[i]);
+  }
   json_t *used = json_object_get(c->root, "extensionsUsed"), *req = json_object_get(c->root, "extensionsRequired");
   if (used && (!json_is_array(used) || !json_array_size(used))) return BAD(c, "/extensionsUsed: must be a non-empty array");
   if (req && (!json_is_array(req) || !json_array_size(req))) return BAD(c, "/extensionsRequired: must be a non-empty array");
+  for (size_t i = 0; used && i < json_array_size(used); i++) {
+    if (!json_is_string(json_array_get(used, i))) return BAD(c, "/extensionsUsed/%zu: must be a string", i);
+    for (size_t k = 0; k < i; k++)
+      if (json_equal(json_array_get(used, i), json_array_get(used, k)))
+        return BAD(c, "/extensionsUsed/%zu: \"%s\" appears twice", i, json_string_value(json_array_get(used, i)));
+  }
   for (size_t i = 0; req && i < json_array_size(req); i++) {
     json_t *e = json_array_get(req, i);
     if (!json_is_string(e)) return BAD(c, "/extensionsRequired/%zu: must be a string", i);

@@ -17,8 +17,9 @@
 #include "core/core.h"
 
 /* The binary buffer: 3 positions (36 bytes), 3 ushort indices (6 + 2 padding), 3 JOINTS_0 as
- * ubyte VEC4 (12), 3 WEIGHTS_0 float VEC4 (48), 2 inverse bind matrices (128), a PNG header (33). */
-enum { OFF_POS = 0, OFF_IND = 36, OFF_JNT = 44, OFF_WGT = 56, OFF_IBM = 104, OFF_PNG = 232, BIN_LEN = 268 };
+ * ubyte VEC4 (12), 3 WEIGHTS_0 float VEC4 (48), 2 inverse bind matrices (128), a PNG's signature,
+ * IHDR and IEND (45 + 3 padding; the validator reads no pixel data), 3 TEXCOORD_0 (24). */
+enum { OFF_POS = 0, OFF_IND = 36, OFF_JNT = 44, OFF_WGT = 56, OFF_IBM = 104, OFF_PNG = 232, OFF_UV = 280, BIN_LEN = 304 };
 
 static void put_f32(uint8_t *p, float f) {
   uint32_t u;
@@ -49,13 +50,17 @@ static void make_bin(uint32_t png_w, uint32_t png_h) {
   put_be32(bin + OFF_PNG + 16, png_w);
   put_be32(bin + OFF_PNG + 20, png_h);
   bin[OFF_PNG + 24] = 8, bin[OFF_PNG + 25] = 6;
+  static const uint8_t iend[12] = {0, 0, 0, 0, 'I', 'E', 'N', 'D', 0xAE, 0x42, 0x60, 0x82};
+  memcpy(bin + OFF_PNG + 33, iend, sizeof iend);
+  const float uv[6] = {0, 0, 1, 0, 0, 1};
+  for (int i = 0; i < 6; i++) put_f32(bin + OFF_UV + 4 * i, uv[i]);
 }
 
 static const char *base_json =
     "{\"asset\":{\"version\":\"2.0\"},\"scene\":0,\"scenes\":[{\"nodes\":[0]}],"
     "\"nodes\":[{\"children\":[1,2]},{\"mesh\":0,\"skin\":0},{\"children\":[3]},{}],"
     "\"skins\":[{\"joints\":[2,3],\"inverseBindMatrices\":4,\"skeleton\":2}],"
-    "\"meshes\":[{\"primitives\":[{\"attributes\":{\"POSITION\":0,\"JOINTS_0\":2,\"WEIGHTS_0\":3},"
+    "\"meshes\":[{\"primitives\":[{\"attributes\":{\"POSITION\":0,\"JOINTS_0\":2,\"WEIGHTS_0\":3,\"TEXCOORD_0\":5},"
     "\"indices\":1,\"material\":0}]}],"
     "\"materials\":[{\"pbrMetallicRoughness\":{\"baseColorTexture\":{\"index\":0}}}],"
     "\"textures\":[{\"source\":0,\"sampler\":0}],\"samplers\":[{\"magFilter\":9729}],"
@@ -65,12 +70,13 @@ static const char *base_json =
     "{\"bufferView\":1,\"componentType\":5123,\"count\":3,\"type\":\"SCALAR\"},"
     "{\"bufferView\":2,\"componentType\":5121,\"count\":3,\"type\":\"VEC4\"},"
     "{\"bufferView\":3,\"componentType\":5126,\"count\":3,\"type\":\"VEC4\"},"
-    "{\"bufferView\":4,\"componentType\":5126,\"count\":2,\"type\":\"MAT4\"}],"
+    "{\"bufferView\":4,\"componentType\":5126,\"count\":2,\"type\":\"MAT4\"},"
+    "{\"bufferView\":6,\"componentType\":5126,\"count\":3,\"type\":\"VEC2\"}],"
     "\"bufferViews\":["
     "{\"buffer\":0,\"byteOffset\":0,\"byteLength\":36},{\"buffer\":0,\"byteOffset\":36,\"byteLength\":6},"
     "{\"buffer\":0,\"byteOffset\":44,\"byteLength\":12},{\"buffer\":0,\"byteOffset\":56,\"byteLength\":48},"
-    "{\"buffer\":0,\"byteOffset\":104,\"byteLength\":128},{\"buffer\":0,\"byteOffset\":232,\"byteLength\":33}],"
-    "\"buffers\":[{\"byteLength\":268}]}";
+    "{\"buffer\":0,\"byteOffset\":104,\"byteLength\":128},{\"buffer\":0,\"byteOffset\":232,\"byteLength\":45},"
+    "{\"buffer\":0,\"byteOffset\":280,\"byteLength\":24}],\"buffers\":[{\"byteLength\":304}]}";
 
 /* A GLB of the JSON text and the binary buffer, into a fresh allocation (*n bytes). */
 static uint8_t *glb_of(const char *js, const uint8_t *b, size_t blen, size_t *n) {
@@ -165,7 +171,7 @@ static void test_indices(void **state) {
   refused("/textures/0", "sampler", "2", OW_E_INVAL, "/textures/0/sampler:");
   refused("/materials/0/pbrMetallicRoughness/baseColorTexture", "index", "1", OW_E_INVAL,
           "/materials/0/pbrMetallicRoughness/baseColorTexture/index:");
-  refused("/images/0", "bufferView", "6", OW_E_INVAL, "/images/0/bufferView:");
+  refused("/images/0", "bufferView", "7", OW_E_INVAL, "/images/0/bufferView:");
   refused("/skins/0", "joints", "[2,5]", OW_E_INVAL, "/skins/0/joints/1:");
   refused("", "scene", "1", OW_E_INVAL, "/scene:");
   refused("/accessors/0", "count", "1.0", OW_E_INVAL, "/accessors/0/count: must be an integer");
@@ -177,8 +183,8 @@ static void test_bounds(void **state) {
   refused("/accessors/0", "count", "4", OW_E_INVAL, "/accessors/0/count:");
   refused("/accessors/0", "byteOffset", "4", OW_E_INVAL, "/accessors/0/count:");
   refused("/accessors/1", "byteOffset", "1", OW_E_INVAL, "/accessors/1/byteOffset:");
-  refused("/bufferViews/5", "byteLength", "40", OW_E_INVAL, "/bufferViews/5/byteLength:");
-  refused("/buffers/0", "byteLength", "300", OW_E_INVAL, "/buffers/0/byteLength: declares 300 bytes");
+  refused("/bufferViews/5", "byteLength", "80", OW_E_INVAL, "/bufferViews/5/byteLength:");
+  refused("/buffers/0", "byteLength", "400", OW_E_INVAL, "/buffers/0/byteLength: declares 400 bytes");
   refused("/buffers/0", "byteLength", "1000000000000", OW_E_TOO_LARGE, "/buffers/0/byteLength:");
   refused("/bufferViews/0", "byteStride", "8", OW_E_INVAL, "/accessors/0:");
   refused("/accessors/0", "componentType", "5127", OW_E_INVAL, "/accessors/0/componentType:");
@@ -335,13 +341,13 @@ static void test_accessor_data(void **state) {
   char *js = json_dumps(root, JSON_COMPACT);
   base_text = js;
   refused(NULL, NULL, NULL, 0, "");
-  refused("/accessors/5", "max", "[1,1,0]", OW_E_INVAL, "/accessors/5/max/1: declares 1, the data's max is 0");
-  refused("/accessors/5/sparse", "count", "3", OW_E_INVAL, "/accessors/5/sparse/indices/byteOffset:");
+  refused("/accessors/6", "max", "[1,1,0]", OW_E_INVAL, "/accessors/6/max/1: declares 1, the data's max is 0");
+  refused("/accessors/6/sparse", "count", "3", OW_E_INVAL, "/accessors/6/sparse/indices/byteOffset:");
   bin[OFF_IND + 4] = 1; /* indices 1, 1: not increasing */
-  refused(NULL, NULL, NULL, OW_E_INVAL, "/accessors/5/sparse/indices: index 1 (1) is not greater");
+  refused(NULL, NULL, NULL, OW_E_INVAL, "/accessors/6/sparse/indices: index 1 (1) is not greater");
   bin[OFF_IND + 4] = 2;
   bin[OFF_IND + 2] = 7; /* index 7 of 3 elements (and, as a triangle index, out of range too) */
-  refused(NULL, NULL, NULL, OW_E_INVAL, "/accessors/5/sparse/indices: index 0 is 7, the accessor has 3");
+  refused(NULL, NULL, NULL, OW_E_INVAL, "/accessors/6/sparse/indices: index 0 is 7, the accessor has 3");
   base_text = NULL;
   free(js);
   json_decref(root);
@@ -350,6 +356,40 @@ static void test_accessor_data(void **state) {
 
 /* A chain of 60,000 nodes (one tree, every node a child of the one before) ending in the skinned
  * mesh's joints: the tree checks are linear (they were quadratic, seconds of CPU per upload). */
+/* Checks added after comparing with the Khronos validator (tests/assets/oracle): skinning data per
+ * vertex, affine inverse bind matrices, texture coordinates for textured materials, a complete
+ * PNG chunk stream, and property types. */
+static void test_khronos_rules(void **state) {
+  (void)state;
+  make_bin(256, 128);
+  put_f32(bin + OFF_WGT + 16, 0.99997f); /* vertex 1's weight: 3e-5 short of 1 */
+  refused(NULL, NULL, NULL, OW_E_INVAL, "/meshes/0/primitives/0/attributes/WEIGHTS_0: weights of vertex 1 sum to");
+  make_bin(256, 128);
+  put_f32(bin + OFF_WGT + 16, 0.5f);
+  put_f32(bin + OFF_WGT + 20, 0.5f); /* vertex 1: joints (1, 0) with weights (0.5, 0.5): fine */
+  refused(NULL, NULL, NULL, 0, "");
+  bin[OFF_JNT + 5] = 1; /* joints (1, 1): the same joint twice */
+  refused(NULL, NULL, NULL, OW_E_INVAL, "/meshes/0/primitives/0/attributes/JOINTS_0: vertex 1 uses joint 1 twice");
+  make_bin(256, 128);
+  bin[OFF_JNT + 3] = 1; /* vertex 0: joint 1 with a zero weight */
+  refused(NULL, NULL, NULL, OW_E_INVAL, "/meshes/0/primitives/0/attributes/JOINTS_0: vertex 0 uses joint 1 with a zero");
+  make_bin(256, 128);
+  put_f32(bin + OFF_IBM + 64 + 4 * 3, 1e-40f); /* matrix 1, element 3: not exactly 0 */
+  refused(NULL, NULL, NULL, OW_E_INVAL, "/skins/0/inverseBindMatrices: matrix 1 element 3");
+  make_bin(256, 128);
+  refused("/meshes/0/primitives/0/attributes", "TEXCOORD_0", NULL, OW_E_INVAL,
+          "/meshes/0/primitives/0/material: material 0's textures need TEXCOORD_0");
+  refused("/materials/0/pbrMetallicRoughness/baseColorTexture", "texCoord", "1", OW_E_INVAL,
+          "/meshes/0/primitives/0/material: material 0's textures need TEXCOORD_1");
+  refused("/nodes/0", "weights", "[0.5]", OW_E_INVAL, "/nodes/0/weights: a node with weights must have a mesh");
+  refused("/materials/0", "doubleSided", "-1", OW_E_INVAL, "/materials/0/doubleSided:");
+  refused("/asset", "generator", "5123", OW_E_INVAL, "/asset/generator:");
+  refused("/nodes/2", "name", "[]", OW_E_INVAL, "/nodes/2/name:");
+  memset(bin + OFF_PNG + 33, 0, 12); /* no IEND: the stream is cut short */
+  refused(NULL, NULL, NULL, OW_E_INVAL, "/images/0: image is not PNG");
+  make_bin(256, 128);
+}
+
 static void test_long_chain(void **state) {
   (void)state;
   make_bin(256, 128);
@@ -407,6 +447,7 @@ int main(void) {
       cmocka_unit_test(test_bounds),          cmocka_unit_test(test_tree_and_skins),
       cmocka_unit_test(test_images_and_uris), cmocka_unit_test(test_container),
       cmocka_unit_test(test_accessor_data),   cmocka_unit_test(test_long_chain),
+      cmocka_unit_test(test_khronos_rules),
       cmocka_unit_test(test_rank),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

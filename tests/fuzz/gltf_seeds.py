@@ -7,14 +7,19 @@ other package path to the input itself (tests/fuzz/gltf.c).
 
     python3 tests/fuzz/gltf_seeds.py [DIR]     (default: tests/fuzz/corpus/gltf)
 """
-import base64, json, os, struct, sys
+import base64, json, os, struct, sys, zlib
 
 out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "corpus", "gltf")
 os.makedirs(out, exist_ok=True)
 
 
 def png(w, h):
-    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + struct.pack(">IIBBBBB", w, h, 8, 6, 0, 0, 0) + b"\0\0\0\0"
+    """A complete RGBA PNG of w x h grey pixels: IHDR, one IDAT, IEND, with their CRCs."""
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
+    raw = b"".join(b"\0" + b"\x80\x80\x80\xff" * w for _ in range(h))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 6, 0, 0, 0)) +
+            chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
 
 
 def jpeg(w, h):
@@ -97,6 +102,7 @@ jnt = b.add(bytes([0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0]))
 wgt = b.add(f32(1, 0, 0, 0, 0.5, 0.5, 0, 0, 1, 0, 0, 0))
 ident = f32(1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1)
 ibm = b.add(ident + ident)
+uv = b.add(f32(0, 0, 1, 0, 0, 1))
 img = b.add(png(64, 64))
 t = b.add(f32(0, 0.5, 1))
 r = b.add(f32(0, 0, 0, 1, 0, 0.7071068, 0, 0.7071068, 0, 0, 0, 1))
@@ -106,12 +112,13 @@ acc += [
     {"bufferView": ibm, "componentType": 5126, "count": 2, "type": "MAT4"},
     {"bufferView": t, "componentType": 5126, "count": 3, "type": "SCALAR", "min": [0], "max": [1]},
     {"bufferView": r, "componentType": 5126, "count": 3, "type": "VEC4"},
+    {"bufferView": uv, "componentType": 5126, "count": 3, "type": "VEC2"},
 ]
 doc = {"asset": {"version": "2.0"}, "scene": 0, "scenes": [{"nodes": [0]}],
        "nodes": [{"children": [1, 2], "name": "avatar"}, {"mesh": 0, "skin": 0},
                  {"children": [3], "translation": [0, 1, 0]}, {"rotation": [0, 0, 0, 1], "scale": [1, 1, 1]}],
        "skins": [{"joints": [2, 3], "inverseBindMatrices": 4, "skeleton": 2}],
-       "meshes": [{"primitives": [{"attributes": {"POSITION": 0, "JOINTS_0": 2, "WEIGHTS_0": 3},
+       "meshes": [{"primitives": [{"attributes": {"POSITION": 0, "JOINTS_0": 2, "WEIGHTS_0": 3, "TEXCOORD_0": 7},
                                    "indices": 1, "material": 0, "mode": 4}]}],
        "materials": [{"pbrMetallicRoughness": {"baseColorTexture": {"index": 0}, "baseColorFactor": [1, 1, 1, 1],
                                                "metallicFactor": 0, "roughnessFactor": 0.5},
