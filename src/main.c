@@ -287,6 +287,7 @@ int main(int argc, char **argv) {
   }
 
   a.loop = uv_default_loop();
+  t.srv.store = store; /* its size for /metrics */
   ow_zone_loop_create(&a.zl, a.loop, a.zone, t.srv.tick_hz, t.loop.checkpoint_s);
   rc = ow_server_create(&a.server, a.loop, a.zone, a.zl, auth, &t.srv);
   if (rc) {

@@ -90,7 +90,10 @@
     NUM(backup_every_s, "0", 0, 1e8, TO(backup.every_s), "seconds between hot backups while the " \
       "server runs (0: none; otherworld --backup DIR makes one on demand)") \
     NUM(backup_keep, "24", 1, 1e6, TO(backup.keep), "scheduled backups kept; older ones are removed") \
-    NUM(rate_kick_decay, "50", 0, 1e9, TO(srv.rate_kick_decay), "refusals per second forgiven from that pile")
+    NUM(rate_kick_decay, "50", 0, 1e9, TO(srv.rate_kick_decay), "refusals per second forgiven from that pile") \
+    STR(metrics_token, "", NULL, 1, 4096, TO(srv.metrics_token), "bearer token GET /metrics (Prometheus) " \
+      "requires when set (Authorization: Bearer TOKEN; others get 403); empty: /metrics is as open " \
+      "as /status, for a server bound to loopback or behind a firewall")
 
 typedef struct ow_config {
 #define OW_CFG_STR_FIELD(name, ...) char *name;

@@ -45,6 +45,11 @@ typedef struct ow_server_config {
   /* Refusals for rate (actions, poses, chat, logins) add one each to a count that drains at
    * rate_kick_decay per second; past rate_kick the client gets SERVER_BYE RATE. 0: never. */
   double rate_kick, rate_kick_decay;
+  /* The store, for its size in /metrics and /status (not owned; may be NULL). */
+  ow_store *store;
+  /* GET /metrics (Prometheus) needs "Authorization: Bearer <metrics_token>" when this is set and
+   * not empty; without it /metrics is as open as /status (prom.c). */
+  const char *metrics_token;
 } ow_server_config;
 
 /* What the server counts as it runs; metrics.h lists them (with names, kinds and help texts) for
@@ -80,5 +85,8 @@ const ow_server_stats *ow_server_stats_get(const ow_server *s);
  * escaped and nothing is truncated) and a newline. Returns 0, or OW_E_NOMEM when jansson could not
  * encode it (out is then unchanged). */
 int ow_server_status_json(const ow_server *s, ow_buf *out);
+/* Appends the body of GET /metrics to out: the same figures in the Prometheus text format 0.0.4
+ * (prom.c). Returns 0. */
+int ow_server_prom_text(const ow_server *s, ow_buf *out);
 
 #endif
