@@ -287,6 +287,7 @@ int main(int argc, char **argv) {
   }
 
   a.loop = uv_default_loop();
+  t.srv.store = store; /* its size for /metrics */
   ow_zone_loop_create(&a.zl, a.loop, a.zone, t.srv.tick_hz, t.loop.checkpoint_s);
   /* Uploaded assets live beside the store, as files (src/assets/store.h), not in it: in the LMDB
    * store's directory (data_dir unless `store` names another), else in data_dir. */

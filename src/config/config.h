@@ -96,7 +96,10 @@
     NUM(asset_max_mb, "64", 0.001, 4096, MIB(srv.assets.max_upload), "largest asset upload, refused " \
       "from its Content-Length before the body is read (413)") \
     NUM(asset_quota_mb, "256", 0, 1e7, MIB(srv.assets.quota), "bytes of distinct assets one account " \
-      "may own (403 beyond; an asset uploaded twice counts once)")
+      "may own (403 beyond; an asset uploaded twice counts once)") \
+    STR(metrics_token, "", NULL, 1, 4096, TO(srv.metrics_token), "bearer token GET /metrics (Prometheus) " \
+      "requires when set (Authorization: Bearer TOKEN; others get 403); empty: /metrics is as open " \
+      "as /status, for a server bound to loopback or behind a firewall")
 
 typedef struct ow_config {
 #define OW_CFG_STR_FIELD(name, ...) char *name;

@@ -131,7 +131,20 @@ uint64_t ow_now_ns(void) {
 
 /* ---- samples --------------------------------------------------------------------------------- */
 
+/* 50 us to 2.5 s: a tick's seal takes microseconds, a commit with fsync milliseconds, and a stall
+ * worth an alert shows in the top buckets. */
+const uint64_t ow_sample_bounds_ns[OW_SAMPLE_BUCKETS] = {
+    50000,    100000,    250000,    500000,     1000000,    2500000,    5000000, 10000000,
+    25000000, 50000000, 100000000, 250000000, 500000000, 1000000000, 2500000000};
+
 void ow_samples_add(ow_samples *s, uint64_t ns) {
+  s->count++;
+  s->sum_ns += ns;
+  for (int i = 0; i < OW_SAMPLE_BUCKETS; i++)
+    if (ns <= ow_sample_bounds_ns[i]) {
+      s->bucket[i]++;
+      break;
+    }
   s->v[s->pos] = ns;
   s->pos = (s->pos + 1) % OW_SAMPLES;
   if (s->n < OW_SAMPLES) s->n++;

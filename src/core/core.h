@@ -61,11 +61,19 @@ uint64_t ow_now_ns(void);
 
 /* ---- latency samples -------------------------------------------------------------------------- */
 
-/* The last OW_SAMPLES durations (nanoseconds), for percentiles of loop work. */
+/* The last OW_SAMPLES durations (nanoseconds), for percentiles of loop work, and every duration
+ * since start counted into fixed buckets (for Prometheus histograms, which need counts that only
+ * grow: a ring of recent samples cannot give them). */
 #define OW_SAMPLES 4096
+#define OW_SAMPLE_BUCKETS 15
+/* The upper bounds of the buckets in nanoseconds, ascending; a duration above the last one is
+ * counted only in `count` (the +Inf bucket). */
+extern const uint64_t ow_sample_bounds_ns[OW_SAMPLE_BUCKETS];
 typedef struct ow_samples {
   uint64_t v[OW_SAMPLES];
   uint32_t n, pos;
+  uint64_t count, sum_ns;              /* every duration added since start */
+  uint64_t bucket[OW_SAMPLE_BUCKETS]; /* bucket[i]: durations in (bound[i-1], bound[i]] */
 } ow_samples;
 void ow_samples_add(ow_samples *s, uint64_t ns);
 /* The p-th percentile (0..100) of the samples held, in nanoseconds; 0 when empty. */

@@ -5,7 +5,9 @@
 #include "server/metrics.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 static const ow_metric rows[OW_METRICS_N] = {
 #define ROW(name, kind, help, value) {#name, OW_METRIC_##kind, help},
@@ -21,6 +23,7 @@ const ow_metric *ow_metrics_list(void) { return rows; }
 #define FIELD_GAUGE u64
 #define FIELD_COUNTER u64
 #define FIELD_HISTOGRAM samples
+#define FIELD_ACTIONS actions
 #define FIELD_(kind) FIELD_##kind
 
 void ow_metrics_read(const ow_server *s, ow_metric_value *out) {
@@ -31,6 +34,50 @@ void ow_metrics_read(const ow_server *s, ow_metric_value *out) {
 #define READ(name, kind, help, value) out[OW_METRIC_##name].FIELD_(kind) = (value);
   OW_SERVER_METRICS(READ)
 #undef READ
+}
+
+uint64_t metrics_store(const ow_server *s) {
+  uint64_t bytes = 0;
+  if (!s->cfg.store || ow_store_stat(s->cfg.store, NULL, &bytes)) return 0;
+  return bytes;
+}
+
+uint64_t ow_metrics_rss(void) {
+  FILE *f = fopen("/proc/self/statm", "r");
+  if (!f) return 0;
+  unsigned long long size = 0, rss = 0;
+  int got = fscanf(f, "%llu %llu", &size, &rss);
+  fclose(f);
+  long page = sysconf(_SC_PAGESIZE);
+  return got == 2 && page > 0 ? rss * (uint64_t)page : 0;
+}
+
+const char *ow_metrics_action_name(const ow_server *s, uint8_t type, char *buf, size_t cap) {
+  const ow_action_row *row = ow_world_action_row(ow_zone_world(s->zone), type);
+  if (row && row->name) return row->name;
+  snprintf(buf, cap, "type_%u", type);
+  return buf;
+}
+
+const char *ow_metrics_result_name(int32_t code) { return code ? ow_err_name(code) : "ok"; }
+
+/* The ACTIONS row as JSON: {"move": {"ok": 3, "OW_E_TOO_FAR": 1}, ...}. */
+static json_t *actions_json(const ow_server *s, const ow_map *m) {
+  json_t *o = json_object();
+  char buf[24];
+  for (size_t i = 0; o && i < m->cap; i++) {
+    if (!m->keys[i]) continue;
+    const char *type = ow_metrics_action_name(s, (uint8_t)(m->keys[i] >> 32), buf, sizeof buf);
+    json_t *t = json_object_get(o, type);
+    if (!t) {
+      t = json_object();
+      if (json_object_set_new(o, type, t)) return json_decref(o), NULL;
+    }
+    int32_t code = -(int32_t)(uint32_t)m->keys[i];
+    if (json_object_set_new(t, ow_metrics_result_name(code), json_integer((json_int_t)m->vals[i])))
+      return json_decref(o), NULL;
+  }
+  return o;
 }
 
 /* A timing percentile in microseconds, rounded to 0.1 us as /status has always shown it. */
@@ -74,6 +121,7 @@ json_t *ow_metrics_json(const ow_server *s) {
       snprintf(key, sizeof key, "%s_p99_us", name);
       bad |= json_object_set_new(o, key, pct_us(v[i].samples, 99));
       break;
+    case OW_METRIC_ACTIONS: bad |= json_object_set_new(o, name, actions_json(s, v[i].actions)); break;
     }
   }
   if (bad) {

@@ -19,12 +19,18 @@ typedef enum ow_metric_kind {
   /* The last OW_SAMPLES durations of some loop work (ow_samples, nanoseconds). JSON shows
    * <name>_p50_us and <name>_p99_us, in microseconds rounded to 0.1. */
   OW_METRIC_HISTOGRAM,
+  /* Actions counted by type and result (an ow_map, key (type << 32) | -code, see
+   * server_count_action). JSON: an object of types, each an object of results ("ok" or the
+   * OW_E_* name); Prometheus: a counter with the labels type and result. */
+  OW_METRIC_ACTIONS,
 } ow_metric_kind;
 
 /*
  * X(name, KIND, help, value). The value is an expression over s (const ow_server *), st (its
  * ow_server_stats), zs (the zone loop's stats) and ns (the net's stats), of type const char *
- * (TEXT), bool (FLAG), an unsigned integer (GAUGE, COUNTER) or const ow_samples * (HISTOGRAM).
+ * (TEXT), bool (FLAG), an unsigned integer (GAUGE, COUNTER), const ow_samples * (HISTOGRAM) or
+ * const ow_map * (ACTIONS). The same rows are /status (JSON) and /metrics (Prometheus, prom.c):
+ * otherworld_<name>, counters with _total, histograms in seconds (otherworld_<name>_seconds).
  * The JSON names are what tests/, bench/ and operators read: never rename one; add rows instead.
  * The order is /status's.
  */
@@ -74,7 +80,25 @@ typedef enum ow_metric_kind {
   X(poses_in, COUNTER, "poses accepted", st->poses_in)                                             \
   X(poses_out, COUNTER, "pose entries sent", st->poses_out)                                        \
   X(snapshots_out, COUNTER, "SNAPSHOT messages sent", st->snapshots_out)                           \
-  X(http_requests, COUNTER, "HTTP requests routed", ns->http_requests)
+  X(http_requests, COUNTER, "HTTP requests routed", ns->http_requests)                           \
+  X(sessions, GAUGE, "connections logged in to an account (joined or not)", metrics_sessions(s))    \
+  X(action_results, ACTIONS, "actions applied, by type and result", &s->action_results)            \
+  X(ticks, COUNTER, "zone ticks", zs->ticks)                                                       \
+  X(commits, COUNTER, "frames written to the store", zs->commits)                                 \
+  X(commit_failures, COUNTER, "frame writes that failed", zs->commit_failures)                     \
+  X(store_bytes, GAUGE, "bytes the store's file uses (0 when it cannot say)", metrics_store(s))    \
+  X(rss_bytes, GAUGE, "resident memory of the process (/proc/self/statm)", ow_metrics_rss())
+
+/* Connections logged in (state AUTHED or JOINED). */
+static inline uint64_t metrics_sessions(const ow_server *s) {
+  uint64_t n = 0;
+  for (size_t i = 0; i < s->clients.len; i++) n += s->clients.v[i]->state >= S_AUTHED;
+  return n;
+}
+/* The store's size in bytes (ow_store_stat), 0 without a store or when it fails. */
+uint64_t metrics_store(const ow_server *s);
+/* The process's resident set in bytes, 0 where /proc/self/statm cannot be read. */
+uint64_t ow_metrics_rss(void);
 
 enum {
 #define OW_METRIC_ENUM_(name, kind, help, value) OW_METRIC_##name,
@@ -97,6 +121,7 @@ typedef struct ow_metric_value {
   bool flag;
   uint64_t u64; /* GAUGE and COUNTER */
   const ow_samples *samples;
+  const ow_map *actions;
 } ow_metric_value;
 
 /* The rows, OW_METRICS_N of them, in list order. */
@@ -105,5 +130,9 @@ const ow_metric *ow_metrics_list(void);
 void ow_metrics_read(const ow_server *s, ow_metric_value *out);
 /* The list as one JSON object (a new reference; NULL when out of memory). */
 json_t *ow_metrics_json(const ow_server *s);
+/* The name of an action type for labels ("move", ...; "type_<n>" for a type without a row) and of
+ * a result ("ok" or the OW_E_* name). Static strings, or buf (at least 16 bytes). */
+const char *ow_metrics_action_name(const ow_server *s, uint8_t type, char *buf, size_t cap);
+const char *ow_metrics_result_name(int32_t code);
 
 #endif

@@ -57,6 +57,7 @@ void server_on_action(client *c, const ow_msg *m) {
     return;
   }
   s->stats.actions++;
+  server_count_action(s, m->u.action.action.type, r.code);
   /* Players wait for durable confirmations (and other players for the result): rather than wait
    * for the next tick, ask for the commit now. While one is in flight, actions keep gathering
    * into the next frame, so under load this is still group commit. */

@@ -20,6 +20,7 @@ int ow_server_create(ow_server **out, uv_loop_t *loop, ow_zone *zone, ow_zone_lo
   ow_map_init(&s->by_account);
   ow_map_init(&s->undelivered);
   ow_map_init(&s->jobs_by_addr);
+  ow_map_init(&s->action_results);
   randombytes_buf(s->name_key, sizeof s->name_key);
   ow_throttle_config ta = {.max_fails = cfg->login_fails_account,
                            .window_s = cfg->login_fail_window_s,
@@ -66,11 +67,13 @@ int ow_server_create(ow_server **out, uv_loop_t *loop, ow_zone *zone, ow_zone_lo
     ow_map_deinit(&s->undelivered);
     ow_map_deinit(&s->by_session);
     ow_map_deinit(&s->by_account);
+    ow_map_deinit(&s->action_results);
     ow_free(s);
     return rc;
   }
   if (s->assets) ow_assets_routes(s->assets, s->net); /* the asset routes, src/assets/http.c */
   s->cfg.assets.dir = NULL; /* the caller's string: the asset store keeps its own copy */
+  server_prom_routes(s); /* GET /metrics, prom.c */
   server_jobs_start(s, s->cfg.pwhash_jobs);
   uv_timer_t *timers[] = {&s->publish, &s->poses, &s->housekeeping, &s->notice};
   for (int i = 0; i < 4; i++) {
@@ -161,6 +164,7 @@ void ow_server_free(ow_server *s) {
   ow_map_deinit(&s->jobs_by_addr);
   ow_throttle_destroy(s->fail_account);
   ow_throttle_destroy(s->fail_addr);
+  ow_map_deinit(&s->action_results);
   OW_VEC_FREE(s->pending);
   ow_buf_deinit(&s->out);
   ow_free(s);

@@ -49,6 +49,11 @@ typedef struct ow_server_config {
   /* Uploaded assets (src/assets/http.h): POST /assets and GET /assets/<digest> when assets.dir is
    * set; no asset routes otherwise. */
   ow_assets_config assets;
+  /* The store, for its size in /metrics and /status (not owned; may be NULL). */
+  ow_store *store;
+  /* GET /metrics (Prometheus) needs "Authorization: Bearer <metrics_token>" when this is set and
+   * not empty; without it /metrics is as open as /status (prom.c). */
+  const char *metrics_token;
 } ow_server_config;
 
 /* What the server counts as it runs; metrics.h lists them (with names, kinds and help texts) for
@@ -84,5 +89,8 @@ const ow_server_stats *ow_server_stats_get(const ow_server *s);
  * escaped and nothing is truncated) and a newline. Returns 0, or OW_E_NOMEM when jansson could not
  * encode it (out is then unchanged). */
 int ow_server_status_json(const ow_server *s, ow_buf *out);
+/* Appends the body of GET /metrics to out: the same figures in the Prometheus text format 0.0.4
+ * (prom.c). Returns 0. */
+int ow_server_prom_text(const ow_server *s, ow_buf *out);
 
 #endif

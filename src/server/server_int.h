@@ -134,6 +134,7 @@ struct ow_server {
   ow_map jobs_by_addr; /* address -> jobs running or waiting */
   struct hashers *hashers; /* jobs.c */
   ow_assets *assets;       /* NULL without cfg.assets.dir */
+  ow_map action_results;   /* (type << 32) | -code -> actions (prom.c, server_count_action) */
 };
 
 /* ---- client.c: connections, decoding, dispatch, replies, rate limits ------------------------- */
@@ -238,5 +239,12 @@ void server_on_admin(client *c, const ow_msg *m);
 
 /* The net's /status handler: ow_server_status_json. */
 void server_status_cb(void *ud, ow_buf *out);
+
+/* ---- prom.c: GET /metrics, the registry in the Prometheus text format ------------------------ */
+
+/* Registers GET /metrics on the server's net. */
+void server_prom_routes(ow_server *s);
+/* One more action of this type with this result (0 or a negative OW_E_* code). */
+void server_count_action(ow_server *s, uint8_t type, int32_t code);
 
 #endif

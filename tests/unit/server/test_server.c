@@ -350,6 +350,7 @@ static void test_metrics_registry(void **state) {
       snprintf(key, sizeof key, "%s_p99_us", n);
       assert_true(json_is_number(json_object_get(j, key)));
       break;
+    case OW_METRIC_ACTIONS: assert_true(json_is_object(json_object_get(j, n))); break;
     }
   }
   for (size_t i = 0; i < sizeof status_fields / sizeof *status_fields; i++) {
@@ -367,6 +368,107 @@ static void test_metrics_registry(void **state) {
                    ow_world_count(ow_zone_world(fx.zone)));
   json_decref(j);
   ow_buf_deinit(&b);
+  uv_async_send(&fx.stop);
+  run_and_finish(&fx);
+}
+
+/* ---- /metrics (Prometheus text) ------------------------------------------------------------ */
+
+/* The value of the sample line that starts with `head` followed by a space; -1 when none. */
+static double prom_value(const char *text, const char *head) {
+  size_t hl = strlen(head);
+  for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+    if (!strncmp(p, head, hl) && p[hl] == ' ') return strtod(p + hl + 1, NULL);
+  return -1;
+}
+
+/* /metrics is the registry in the text format: a HELP and a TYPE line for every row (counters
+ * with _total, histograms in seconds), every other line a sample of the family just declared;
+ * histogram buckets are cumulative with +Inf equal to _count and _sum in seconds; actions by type
+ * and result as labels; a label value with a quote, a backslash and a newline is escaped. */
+static void test_prom_text(void **state) {
+  (void)state;
+  fixture fx;
+  start(&fx, "q\"uote\\back\nline");
+  ow_server *s = fx.server;
+  /* Known durations into the publish histogram: 40 us, 3 ms twice, 4 s (above every bucket). */
+  ow_samples_add(&s->stats.publish_ns, 40000);
+  ow_samples_add(&s->stats.publish_ns, 3000000);
+  ow_samples_add(&s->stats.publish_ns, 3000000);
+  ow_samples_add(&s->stats.publish_ns, 4000000000ull);
+  server_count_action(s, OW_ACT_MOVE, 0);
+  server_count_action(s, OW_ACT_MOVE, 0);
+  server_count_action(s, OW_ACT_MOVE, OW_E_TOO_FAR);
+  server_count_action(s, 200, OW_E_UNKNOWN_ACTION);
+  ow_buf b;
+  ow_buf_init(&b);
+  assert_int_equal(ow_server_prom_text(s, &b), 0);
+  ow_buf_put(&b, "", 1);
+  const char *t = (const char *)b.data;
+  const ow_metric *rows = ow_metrics_list();
+  for (size_t i = 0; i < OW_METRICS_N; i++) {
+    char line[160];
+    const char *type = rows[i].kind == OW_METRIC_HISTOGRAM ? "histogram"
+                       : rows[i].kind == OW_METRIC_COUNTER || rows[i].kind == OW_METRIC_ACTIONS
+                           ? "counter"
+                           : "gauge";
+    const char *suffix = rows[i].kind == OW_METRIC_HISTOGRAM ? "_seconds"
+                         : rows[i].kind == OW_METRIC_TEXT    ? "_info"
+                         : (rows[i].kind == OW_METRIC_COUNTER || rows[i].kind == OW_METRIC_ACTIONS) &&
+                                 !strstr(rows[i].name, "_total")
+                             ? "_total"
+                             : "";
+    snprintf(line, sizeof line, "# TYPE otherworld_%s%s %s\n", rows[i].name, suffix, type);
+    if (!strstr(t, line)) fprintf(stderr, "missing: %s", line);
+    assert_non_null(strstr(t, line));
+  }
+  /* Every sample line belongs to the family of the TYPE line above it. */
+  char family[128] = "";
+  for (const char *p = t; *p;) {
+    const char *e = strchr(p, '\n');
+    assert_non_null(e);
+    if (!strncmp(p, "# TYPE ", 7)) {
+      const char *sp = memchr(p + 7, ' ', (size_t)(e - p - 7));
+      assert_non_null(sp);
+      snprintf(family, sizeof family, "%.*s", (int)(sp - p - 7), p + 7);
+    } else if (*p != '#') {
+      assert_true(family[0]);
+      assert_int_equal(strncmp(p, family, strlen(family)), 0);
+    }
+    p = e + 1;
+  }
+  const char *h = "otherworld_publish_seconds";
+  char head[160];
+  snprintf(head, sizeof head, "%s_bucket{le=\"5e-05\"}", h);
+  assert_true(prom_value(t, head) == 1);
+  snprintf(head, sizeof head, "%s_bucket{le=\"0.001\"}", h);
+  assert_true(prom_value(t, head) == 1);
+  snprintf(head, sizeof head, "%s_bucket{le=\"0.005\"}", h);
+  assert_true(prom_value(t, head) == 3);
+  snprintf(head, sizeof head, "%s_bucket{le=\"2.5\"}", h);
+  assert_true(prom_value(t, head) == 3);
+  snprintf(head, sizeof head, "%s_bucket{le=\"+Inf\"}", h);
+  assert_true(prom_value(t, head) == 4);
+  snprintf(head, sizeof head, "%s_count", h);
+  assert_true(prom_value(t, head) == 4);
+  snprintf(head, sizeof head, "%s_sum", h);
+  double sum = prom_value(t, head);
+  assert_true(sum > 4.00603 && sum < 4.00605);
+  assert_true(prom_value(t, "otherworld_action_results_total{type=\"move\",result=\"ok\"}") == 2);
+  assert_true(prom_value(t, "otherworld_action_results_total{type=\"move\",result=\"OW_E_TOO_FAR\"}") == 1);
+  assert_true(prom_value(t, "otherworld_action_results_total{type=\"type_200\",result=\"OW_E_UNKNOWN_ACTION\"}") == 1);
+  assert_true(prom_value(t, "otherworld_name_info{value=\"q\\\"uote\\\\back\\nline\"}") == 1);
+  assert_true(prom_value(t, "otherworld_players") == 0);
+  assert_true(prom_value(t, "otherworld_sessions") == 0);
+  assert_true(prom_value(t, "otherworld_rss_bytes") > 0);
+  assert_true(prom_value(t, "otherworld_store_failed") == 0);
+  ow_buf_deinit(&b);
+  /* The same counts in /status, as an object of types of results. */
+  json_t *j = ow_metrics_json(s);
+  json_t *ar = json_object_get(j, "action_results");
+  assert_int_equal(json_integer_value(json_object_get(json_object_get(ar, "move"), "ok")), 2);
+  assert_int_equal(json_integer_value(json_object_get(json_object_get(ar, "move"), "OW_E_TOO_FAR")), 1);
+  json_decref(j);
   uv_async_send(&fx.stop);
   run_and_finish(&fx);
 }
@@ -443,6 +545,7 @@ int main(void) {
       cmocka_unit_test(test_group_by_session),
       cmocka_unit_test(test_status_escapes_name),
       cmocka_unit_test(test_metrics_registry),
+      cmocka_unit_test(test_prom_text),
       cmocka_unit_test(test_one_player),
       cmocka_unit_test(test_many_sessions_own_seqs),
   };
