@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "store/pg.h"
 #include "store/store_int.h"
 
 int ow_store_open(ow_store **out, const ow_store_options *opt) {
@@ -21,8 +22,15 @@ int ow_store_open_uri(ow_store **out, const char *uri, const ow_store_options *o
     if (rc && err) snprintf(err, errlen, "cannot open store %s: %s", uri, ow_strerror(rc));
     return rc;
   }
+  /* PostgreSQL (or CockroachDB): "postgres:" followed by a libpq conninfo, or a postgres:// or
+   * postgresql:// URL, which libpq reads whole. */
+  if (colon && (!strncmp(uri, "postgres://", 11) || !strncmp(uri, "postgresql://", 13)))
+    return ow_store_pg_open(out, uri, opt, err, errlen);
+  if (colon && ((sl == 8 && !memcmp(uri, "postgres", 8)) || (sl == 10 && !memcmp(uri, "postgresql", 10))))
+    return ow_store_pg_open(out, colon + 1, opt, err, errlen);
   if (err)
-    snprintf(err, errlen, "store '%s': unknown scheme '%.*s' (known: lmdb:DIR)", uri,
+    snprintf(err, errlen, "store '%s': unknown scheme '%.*s' (known: lmdb:DIR, postgres:CONNINFO, "
+             "postgres://URL)", uri,
              colon ? (int)(sl > 32 ? 32 : sl) : 0, uri);
   return OW_E_INVAL;
 }
