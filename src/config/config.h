@@ -19,7 +19,8 @@
 #define OW_SETTINGS(STR, NUM) \
     STR(data_dir, "./data", NULL, 0, 4096, "directory of the embedded LMDB store") \
     STR(store, "", NULL, 1, 4096, "where the world is kept, as a URI: lmdb:DIR (empty: lmdb: " \
-      "followed by data_dir)") \
+      "followed by data_dir), postgres:CONNINFO (a libpq conninfo) or a postgres:// URL " \
+      "(PostgreSQL or CockroachDB)") \
     STR(content, OW_DEFAULT_CONTENT, NULL, 0, 4096, "content file: entity types, recipes, seed world (JSON)") \
     STR(durability, "full", durability_choices, 0, 4096, \
       "full: every confirmed frame is fsynced; nosync: a process crash loses nothing, but a power " \
