@@ -27,10 +27,18 @@ if [ "$(id -u)" -eq 0 ]; then
   chown nobody "$dir"
   as=(runuser -u nobody --)
 fi
-# A free port: bind port 0 and read what the kernel chose (a tiny race with other programs that is
-# harmless here: the start below fails loudly if the port was taken meanwhile).
-port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-
+# A free port: PostgreSQL cannot be told to take port 0, so pick one at random from the ephemeral
+# range that nothing answers on; if another program takes it before the server binds it, the start
+# below fails and is tried again on another port.
+free_port() {
+  local p
+  for _ in $(seq 1 50); do
+    p=$((20000 + RANDOM % 40000))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
+  done
+  return 1
+}
+port="$(free_port)"
 "${as[@]}" "$bindir/initdb" -D "$dir/data" -U postgres -A trust --no-sync -E UTF8 --locale=C \
   >"$dir/initdb.log" 2>&1 || { cat "$dir/initdb.log" >&2; rm -rf "$dir"; exit 1; }
 cat >>"$dir/data/postgresql.conf" <<EOF
@@ -50,13 +58,15 @@ cat >"$ctl" <<EOF
 #!/usr/bin/env bash
 set -euo pipefail
 pid() { head -1 "$dir/data/postmaster.pid"; }
+# The postmaster's children (the backends and auxiliary processes), from /proc: no procps needed.
+kids() { awk -v p="\$1" '\$4 == p { print \$1 }' /proc/[0-9]*/stat 2>/dev/null || true; }
 case "\$1" in
   start) ${as[*]} "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null ;;
   stop) ${as[*]} "$bindir/pg_ctl" -D "$dir/data" -m fast -w -t 60 stop >/dev/null ;;
-  kill) p=\$(pid); kill -KILL -- \$(pgrep -P "\$p") "\$p" 2>/dev/null || true
+  kill) p=\$(pid); kill -KILL -- \$(kids "\$p") "\$p" 2>/dev/null || true
         while kill -0 "\$p" 2>/dev/null; do sleep 0.05; done ;;
-  pause) p=\$(pid); kill -STOP "\$p" \$(pgrep -P "\$p") ;;
-  resume) p=\$(pid); kill -CONT "\$p" \$(pgrep -P "\$p") ;;
+  pause) p=\$(pid); kill -STOP "\$p" \$(kids "\$p") ;;
+  resume) p=\$(pid); kill -CONT "\$p" \$(kids "\$p") ;;
   *) echo "usage: ctl.sh start|stop|kill|pause|resume" >&2; exit 2 ;;
 esac
 EOF
@@ -70,7 +80,13 @@ cleanup() {
   rm -rf "$dir"
 }
 trap cleanup EXIT
-"$ctl" start || { cat "$dir/server.log" >&2; exit 1; }
+started=0
+for _ in 1 2 3 4 5; do
+  if "$ctl" start 2>>"$dir/ctl.log"; then started=1; break; fi
+  port="$(free_port)"
+  echo "port = $port" >>"$dir/data/postgresql.conf" # the last setting of a name wins
+done
+[ "$started" -eq 1 ] || { cat "$dir/server.log" "$dir/ctl.log" >&2; exit 1; }
 
 export OW_TEST_PG="host=127.0.0.1 port=$port user=postgres dbname=postgres"
 export OW_TEST_PG_DIR="$dir"
