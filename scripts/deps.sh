@@ -8,7 +8,7 @@ set -euo pipefail
 
 PKGS=(build-essential cmake pkg-config clang
       liblmdb-dev lmdb-utils libuv1-dev libjansson-dev libcmocka-dev libsodium-dev libzstd-dev
-      libwebsockets-dev libpq-dev)
+      libwebsockets-dev libsystemd-dev libpq-dev)
 
 # libclang-rt-14-dev: clang's fuzzer and sanitizer runtimes for the libFuzzer stage (clang only
 # recommends it).

@@ -8,8 +8,11 @@
  * synchronous_commit = on, once its WAL is flushed to disk. That is the durable confirmation the
  * transfer is counted on, and its latency runs from queueing the call to it.
  *
- * The accounts come from the same Zipf generator and seed as the other clients (zipf.h). At the
- * end the balances must add up to accounts x balance. Any failed call is an error (exit status 1).
+ * The transfers are the same precomputed pairs as the other clients' (zipf.h), connection i
+ * starting at its own offset as keynote-2's worker i does. A call that finds the source account
+ * short of the amount moves nothing and returns false: keynote-2's insufficient_funds, confirmed
+ * but not counted as a transfer, reported apart (refused_insufficient_funds). At the end the
+ * balances must add up to accounts x balance. Any failed call is an error (exit status 1).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -25,29 +28,30 @@
 static struct {
   const char *conninfo, *latency_out;
   int connections, window;
-  uint32_t accounts, amount;
-  long long balance;
+  uint32_t accounts, amount, seed;
+  long long balance, pairs;
   double alpha, duration, warmup;
-  uint64_t seed;
   bool quiet;
-} opt = {NULL, NULL, KN_CONNECTIONS, 16, KN_ACCOUNTS, KN_AMOUNT, KN_BALANCE, KN_ALPHA, 10, 1,
-         KN_SEED, false};
+} opt = {NULL, NULL, KN_CONNECTIONS, 16, KN_ACCOUNTS, KN_AMOUNT, KN_SEED, KN_BALANCE, KN_PAIRS,
+         KN_ALPHA, 10, 1, false};
 
 typedef struct pgconn {
   PGconn *c;
-  kn_rng rng;
+  kn_cursor cur;
   uint64_t *sent; /* FIFO of send times: results come back in order */
+  bool *refused;  /* parallel to sent: the call returned false (insufficient funds) */
   int head, n;    /* oldest in flight, number in flight */
   bool want_write;
 } pgconn;
 
 static struct {
-  kn_zipf zipf;
+  kn_pairs pairs;
   pgconn *conns;
   bool running;
   uint64_t t_measure, t_end;
   kn_lat lat;
   uint64_t in_window, durable, issued, errors;
+  uint64_t refused_in_window, refused_total; /* insufficient funds, as keynote-2 counts them */
 } g;
 
 static void error(const char *what, const char *msg) {
@@ -58,7 +62,7 @@ static void error(const char *what, const char *msg) {
 static void issue(pgconn *k) {
   while (g.running && k->n < opt.window) {
     uint32_t from, to;
-    kn_zipf_pair(&g.zipf, &k->rng, &from, &to);
+    kn_cursor_pair(&k->cur, &from, &to);
     char a[16], b[16], c[16];
     snprintf(a, sizeof a, "%u", from);
     snprintf(b, sizeof b, "%u", to);
@@ -69,6 +73,7 @@ static void issue(pgconn *k) {
       return;
     }
     k->sent[(k->head + k->n) % opt.window] = kn_now_ns();
+    k->refused[(k->head + k->n) % opt.window] = false;
     k->n++;
     g.issued++;
   }
@@ -94,14 +99,23 @@ static void drain(pgconn *k) {
     ExecStatusType st = PQresultStatus(r);
     if (st == PGRES_PIPELINE_SYNC) {
       uint64_t now = kn_now_ns();
-      if (now >= g.t_measure && now < g.t_end) {
-        g.in_window++;
-        kn_lat_add(&g.lat, now - k->sent[k->head]);
+      bool in = now >= g.t_measure && now < g.t_end;
+      if (k->refused[k->head]) {
+        g.refused_total++;
+        g.refused_in_window += in;
+      } else {
+        if (in) {
+          g.in_window++;
+          kn_lat_add(&g.lat, now - k->sent[k->head]);
+        }
+        g.durable++;
       }
-      g.durable++;
       k->head = (k->head + 1) % opt.window;
       k->n--;
-    } else if (st != PGRES_TUPLES_OK) {
+    } else if (st == PGRES_TUPLES_OK) {
+      /* The head call's result, before its Sync: false when the source was short. */
+      if (PQntuples(r) == 1 && !strcmp(PQgetvalue(r, 0, 0), "f")) k->refused[k->head] = true;
+    } else {
       error("transfer", PQresultErrorMessage(r));
     }
     PQclear(r);
@@ -135,14 +149,15 @@ static void usage(FILE *f) {
   fprintf(f,
           "usage: keynote_pg --conninfo STR [--accounts N] [--balance B] [--connections C]\n"
           "                  [--window W] [--duration S] [--warmup S] [--alpha A] [--seed S]\n"
-          "                  [--amount A] [--latency-out FILE] [--quiet]\n"
+          "                  [--amount A] [--pairs P] [--latency-out FILE] [--quiet]\n"
           "The keynote transfers benchmark against PostgreSQL (see bench/keynote), loaded with\n"
           "bench/peers/postgres/keynote.sql for N (%d) accounts of B (%d). C connections (%d) in\n"
           "libpq pipeline mode each keep W (%d) calls of transfer() in flight, each followed by a\n"
-          "Sync: its own transaction, confirmed once committed. Prints key=value figures: tps and\n"
+          "Sync: its own transaction, confirmed once committed. The transfers are P (%d) pairs\n"
+          "drawn before the run as keynote-2 draws them (seed S). Prints key=value figures: tps and\n"
           "latency from queueing to commit over --duration (%g) s after --warmup (%g) s. Checks\n"
           "the balances before and after. Exit status 1 on any error.\n",
-          KN_ACCOUNTS, KN_BALANCE, KN_CONNECTIONS, opt.window, opt.duration, opt.warmup);
+          KN_ACCOUNTS, KN_BALANCE, KN_CONNECTIONS, opt.window, KN_PAIRS, opt.duration, opt.warmup);
 }
 
 int main(int argc, char **argv) {
@@ -153,7 +168,8 @@ int main(int argc, char **argv) {
       {"warmup", required_argument, 0, 'W'},      {"alpha", required_argument, 0, 'a'},
       {"seed", required_argument, 0, 's'},        {"amount", required_argument, 0, 'A'},
       {"latency-out", required_argument, 0, 'L'}, {"quiet", no_argument, 0, 'q'},
-      {"help", no_argument, 0, 'H'},              {0, 0, 0, 0}};
+      {"pairs", required_argument, 0, 'P'},       {"help", no_argument, 0, 'H'},
+      {0, 0, 0, 0}};
   int ch;
   while ((ch = getopt_long(argc, argv, "", longs, NULL)) != -1) {
     switch (ch) {
@@ -165,7 +181,8 @@ int main(int argc, char **argv) {
     case 'd': opt.duration = kn_arg_num("duration", optarg, 0.1, 86400); break;
     case 'W': opt.warmup = kn_arg_num("warmup", optarg, 0, 3600); break;
     case 'a': opt.alpha = kn_arg_num("alpha", optarg, 0.01, 10); break;
-    case 's': opt.seed = (uint64_t)kn_arg_int("seed", optarg, 0, INT64_MAX); break;
+    case 's': opt.seed = (uint32_t)kn_arg_int("seed", optarg, 0, UINT32_MAX); break;
+    case 'P': opt.pairs = kn_arg_int("pairs", optarg, 1, 100000000); break;
     case 'A': opt.amount = (uint32_t)kn_arg_int("amount", optarg, 1, 1000000); break;
     case 'L': opt.latency_out = optarg; break;
     case 'q': opt.quiet = true; break;
@@ -177,8 +194,8 @@ int main(int argc, char **argv) {
     usage(stderr);
     return 2;
   }
-  if (kn_zipf_init(&g.zipf, opt.accounts, opt.alpha)) {
-    fprintf(stderr, "keynote_pg: cannot build the Zipf table\n");
+  if (kn_pairs_init(&g.pairs, opt.accounts, opt.alpha, opt.seed, (size_t)opt.pairs)) {
+    fprintf(stderr, "keynote_pg: cannot draw the transfer pairs\n");
     return 1;
   }
   g.conns = calloc((size_t)opt.connections, sizeof *g.conns);
@@ -203,9 +220,10 @@ int main(int argc, char **argv) {
       fprintf(stderr, "keynote_pg: pipeline mode: %s", PQerrorMessage(k->c));
       return 1;
     }
-    kn_rng_seed(&k->rng, opt.seed, (uint64_t)i);
+    kn_cursor_init(&k->cur, &g.pairs, i, opt.connections);
     k->sent = calloc((size_t)opt.window, sizeof *k->sent);
-    if (!k->sent) return 1;
+    k->refused = calloc((size_t)opt.window, sizeof *k->refused);
+    if (!k->sent || !k->refused) return 1;
   }
 
   uint64_t t0 = kn_now_ns();
@@ -251,6 +269,7 @@ int main(int argc, char **argv) {
   for (int i = 0; i < opt.connections; i++) {
     PQfinish(g.conns[i].c);
     free(g.conns[i].sent);
+    free(g.conns[i].refused);
   }
   free(g.conns);
   free(pfd);
@@ -259,9 +278,11 @@ int main(int argc, char **argv) {
   kn_report(&g.lat, g.in_window, opt.duration, g.errors);
   printf("issued=%llu\ndurable_total=%llu\nbalances_conserved=1\n", (unsigned long long)g.issued,
          (unsigned long long)g.durable);
+  printf("refused_insufficient_funds=%llu\nrefused_total=%llu\n",
+         (unsigned long long)g.refused_in_window, (unsigned long long)g.refused_total);
   if (opt.latency_out && kn_lat_write_cdf(&g.lat, opt.latency_out))
     fprintf(stderr, "keynote_pg: cannot write %s\n", opt.latency_out);
-  kn_zipf_free(&g.zipf);
+  kn_pairs_free(&g.pairs);
   kn_lat_free(&g.lat);
   return g.errors ? 1 : 0;
 }

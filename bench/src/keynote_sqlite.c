@@ -3,11 +3,14 @@
  * database in WAL mode with synchronous = FULL (every commit is fsynced), one writer. Each
  * transfer is its own transaction: BEGIN IMMEDIATE, debit (refused below zero), credit, COMMIT.
  *
- * The transfers are those of the other clients (zipf.h, same seed): the streams of the
- * --connections logical clients are served round-robin, as one writer would serve them. There is
- * no network and no queue: a transfer's latency is its transaction, BEGIN to the return of COMMIT
- * (durable). The database is created (--accounts rows of --balance) in a new file; at the end the
- * balances must add up. Any failed statement is an error (exit status 1).
+ * The transfers are those of the other clients (zipf.h, the same precomputed pairs): the
+ * --connections logical clients, each walking the pairs from its own offset as keynote-2's
+ * workers do, are served round-robin, as one writer would serve them. There is no network and no
+ * queue: a transfer's latency is its transaction, BEGIN to the return of COMMIT (durable). A
+ * source short of the amount is keynote-2's insufficient_funds: the transaction is rolled back,
+ * not counted, and reported apart (refused_insufficient_funds). The database is created
+ * (--accounts rows of --balance) in a new file; at the end the balances must add up. Any failed
+ * statement is an error (exit status 1).
  */
 #include <getopt.h>
 #include <sqlite3.h>
@@ -21,11 +24,11 @@
 static struct {
   const char *db, *latency_out;
   int connections;
-  uint32_t accounts, amount;
-  long long balance;
+  uint32_t accounts, amount, seed;
+  long long balance, pairs;
   double alpha, duration, warmup;
-  uint64_t seed;
-} opt = {NULL, NULL, KN_CONNECTIONS, KN_ACCOUNTS, KN_AMOUNT, KN_BALANCE, KN_ALPHA, 10, 1, KN_SEED};
+} opt = {NULL, NULL, KN_CONNECTIONS, KN_ACCOUNTS, KN_AMOUNT, KN_SEED, KN_BALANCE, KN_PAIRS, KN_ALPHA,
+         10, 1};
 
 static sqlite3 *db;
 
@@ -74,11 +77,12 @@ static void usage(FILE *f) {
   fprintf(f,
           "usage: keynote_sqlite --db FILE [--accounts N] [--balance B] [--connections C]\n"
           "                      [--duration S] [--warmup S] [--alpha A] [--seed S] [--amount A]\n"
-          "                      [--latency-out FILE]\n"
+          "                      [--pairs P] [--latency-out FILE]\n"
           "The keynote transfers benchmark on SQLite in process (see bench/keynote): creates FILE\n"
           "(it must not exist) with N (%d) accounts of B (%d), WAL mode, synchronous=FULL, then\n"
-          "runs transfers of --amount (%d) between Zipf(--alpha %.1f) accounts, each its own\n"
-          "transaction, one writer serving the streams of C (%d) clients in turn. Prints key=value\n"
+          "runs transfers of --amount (%d) between Zipf(--alpha %.1f) accounts (P pairs drawn\n"
+          "before the run as keynote-2 draws them), each its own transaction, one writer serving\n"
+          "the streams of C (%d) clients in turn. Prints key=value\n"
           "figures over --duration (%g) s after --warmup (%g) s; latency is one transaction.\n",
           KN_ACCOUNTS, KN_BALANCE, KN_AMOUNT, KN_ALPHA, KN_CONNECTIONS, opt.duration, opt.warmup);
 }
@@ -90,7 +94,8 @@ int main(int argc, char **argv) {
       {"duration", required_argument, 0, 'd'},    {"warmup", required_argument, 0, 'W'},
       {"alpha", required_argument, 0, 'a'},       {"seed", required_argument, 0, 's'},
       {"amount", required_argument, 0, 'A'},      {"latency-out", required_argument, 0, 'L'},
-      {"help", no_argument, 0, 'H'},              {0, 0, 0, 0}};
+      {"pairs", required_argument, 0, 'P'},       {"help", no_argument, 0, 'H'},
+      {0, 0, 0, 0}};
   int ch;
   while ((ch = getopt_long(argc, argv, "", longs, NULL)) != -1) {
     switch (ch) {
@@ -101,7 +106,8 @@ int main(int argc, char **argv) {
     case 'd': opt.duration = kn_arg_num("duration", optarg, 0.1, 86400); break;
     case 'W': opt.warmup = kn_arg_num("warmup", optarg, 0, 3600); break;
     case 'a': opt.alpha = kn_arg_num("alpha", optarg, 0.01, 10); break;
-    case 's': opt.seed = (uint64_t)kn_arg_int("seed", optarg, 0, INT64_MAX); break;
+    case 's': opt.seed = (uint32_t)kn_arg_int("seed", optarg, 0, UINT32_MAX); break;
+    case 'P': opt.pairs = kn_arg_int("pairs", optarg, 1, 100000000); break;
     case 'A': opt.amount = (uint32_t)kn_arg_int("amount", optarg, 1, 1000000); break;
     case 'L': opt.latency_out = optarg; break;
     case 'H': usage(stdout); return 0;
@@ -112,9 +118,9 @@ int main(int argc, char **argv) {
     usage(stderr);
     return 2;
   }
-  kn_zipf zipf;
-  if (kn_zipf_init(&zipf, opt.accounts, opt.alpha)) {
-    fprintf(stderr, "keynote_sqlite: cannot build the Zipf table\n");
+  kn_pairs pairs;
+  if (kn_pairs_init(&pairs, opt.accounts, opt.alpha, opt.seed, (size_t)opt.pairs)) {
+    fprintf(stderr, "keynote_sqlite: cannot draw the transfer pairs\n");
     return 1;
   }
   if (sqlite3_open_v2(opt.db, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK)
@@ -145,26 +151,34 @@ int main(int argc, char **argv) {
   sqlite3_stmt *debit =
       prepare("UPDATE accounts SET balance = balance - ?1 WHERE id = ?2 AND balance >= ?1");
   sqlite3_stmt *credit = prepare("UPDATE accounts SET balance = balance + ?1 WHERE id = ?2");
-  kn_rng *rng = calloc((size_t)opt.connections, sizeof *rng);
-  if (!rng) return 1;
-  for (int i = 0; i < opt.connections; i++) kn_rng_seed(&rng[i], opt.seed, (uint64_t)i);
+  kn_cursor *cur = calloc((size_t)opt.connections, sizeof *cur);
+  if (!cur) return 1;
+  for (int i = 0; i < opt.connections; i++) kn_cursor_init(&cur[i], &pairs, i, opt.connections);
   kn_lat lat = {0};
-  uint64_t in_window = 0, total = 0, errors = 0;
+  uint64_t in_window = 0, total = 0, errors = 0, refused_in_window = 0, refused_total = 0;
   uint64_t t_measure = kn_now_ns() + (uint64_t)(opt.warmup * 1e9);
   uint64_t t_end = t_measure + (uint64_t)(opt.duration * 1e9);
   for (int turn = 0;; turn = (turn + 1) % opt.connections) {
     uint64_t t0 = kn_now_ns();
     if (t0 >= t_end) break;
     uint32_t from, to;
-    kn_zipf_pair(&zipf, &rng[turn], &from, &to);
+    kn_cursor_pair(&cur[turn], &from, &to);
     step(begin);
     sqlite3_bind_int64(debit, 1, opt.amount);
     sqlite3_bind_int64(debit, 2, from);
     sqlite3_bind_int64(credit, 1, opt.amount);
     sqlite3_bind_int64(credit, 2, to);
-    if (step(debit) != 1 || step(credit) != 1) {
+    if (step(debit) != 1) {
+      /* Insufficient funds: nothing moves, and the transfer is not counted. */
+      step(rollback);
+      uint64_t t1 = kn_now_ns();
+      refused_total++;
+      refused_in_window += t0 >= t_measure && t1 < t_end;
+      continue;
+    }
+    if (step(credit) != 1) {
       errors++;
-      fprintf(stderr, "keynote_sqlite: transfer %u -> %u refused\n", from, to);
+      fprintf(stderr, "keynote_sqlite: transfer %u -> %u: no account %u\n", from, to, to);
       step(rollback);
       break;
     }
@@ -187,10 +201,12 @@ int main(int argc, char **argv) {
   printf("accounts=%u\nconnections=1\nversion=%s\n", opt.accounts, sqlite3_libversion());
   kn_report(&lat, in_window, opt.duration, errors);
   printf("durable_total=%llu\nbalances_conserved=1\n", (unsigned long long)total);
+  printf("refused_insufficient_funds=%llu\nrefused_total=%llu\n",
+         (unsigned long long)refused_in_window, (unsigned long long)refused_total);
   if (opt.latency_out && kn_lat_write_cdf(&lat, opt.latency_out))
     fprintf(stderr, "keynote_sqlite: cannot write %s\n", opt.latency_out);
-  kn_zipf_free(&zipf);
+  kn_pairs_free(&pairs);
   kn_lat_free(&lat);
-  free(rng);
+  free(cur);
   return errors ? 1 : 0;
 }

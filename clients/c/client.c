@@ -35,8 +35,10 @@ typedef struct pending_action {
   uint32_t applied_gen; /* connection on which APPLIED arrived (0: none): frame is meaningful */
   uint64_t frame;       /* APPLIED's frame */
   bool durable;         /* listed by the DURABLE being handled */
-  ow_action a;
+  ow_action a;          /* a.args (a type that is not built-in): our own copy, freed with it */
 } pending_action;
+
+static void act_free(pending_action *pa) { ow_free((void *)pa->a.args); }
 
 /* An entity of the local table: the decoded state plus owned copies of its string properties.
  * An entity that left the client's view stays here, absent, as long as a snapshot the server may
@@ -586,6 +588,7 @@ static pending_action *act_find(ow_client *c, uint64_t seq) {
 
 static void act_remove(ow_client *c, pending_action *a) {
   size_t i = (size_t)(a - c->acts);
+  act_free(a);
   memmove(&c->acts[i], &c->acts[i + 1], (c->nacts - i - 1) * sizeof *a);
   c->nacts--;
 }
@@ -616,7 +619,8 @@ static void act_resend(ow_client *c) {
 }
 
 int ow_client_action(ow_client *c, const ow_action *a, uint64_t *seq) {
-  if (!a) return OW_E_INVAL;
+  if (!a || (!ow_action_builtin(a->type) && (a->nargs > OW_ACTION_ARGS_MAX || (a->nargs && !a->args))))
+    return OW_E_INVAL;
   if (!c->have_session) return OW_E_STATE;
   if (c->nacts >= MAX_UNCONFIRMED) return -ENOBUFS;
   if (c->nacts == c->capacts) {
@@ -625,9 +629,21 @@ int ow_client_action(ow_client *c, const ow_action *a, uint64_t *seq) {
   }
   pending_action *pa = &c->acts[c->nacts];
   *pa = (pending_action){.seq = c->next_seq, .req = new_req(c), .a = *a};
+  /* The caller's argument bytes may be gone before the action is confirmed: keep a copy. */
+  pa->a.args = NULL;
+  if (ow_action_builtin(a->type)) {
+    pa->a.nargs = 0;
+  } else if (a->nargs) {
+    uint8_t *copy = ow_malloc(a->nargs);
+    memcpy(copy, a->args, a->nargs);
+    pa->a.args = copy;
+  }
   if (c->joined && c->state != CS_CLOSED) {
     int rc = act_send(c, pa);
-    if (rc) return rc; /* not kept: the caller learns at once and may retry */
+    if (rc) { /* not kept: the caller learns at once and may retry */
+      act_free(pa);
+      return rc;
+    }
   }
   c->nacts++;
   c->next_seq++;
@@ -638,7 +654,7 @@ int ow_client_action(ow_client *c, const ow_action *a, uint64_t *seq) {
 size_t ow_client_unconfirmed(const ow_client *c) { return c->nacts; }
 
 int ow_client__action_at(ow_client *c, uint64_t seq, const ow_action *a) {
-  if (!a || !seq) return OW_E_INVAL;
+  if (!a || !seq || (!ow_action_builtin(a->type) && a->nargs > OW_ACTION_ARGS_MAX)) return OW_E_INVAL;
   if (!c->joined) return OW_E_STATE;
   ow_msg m = {.type = OW_MSG_ACTION};
   m.u.action.seq = seq;
@@ -678,10 +694,12 @@ static void on_session_msg(ow_client *c, const ow_msg *m) {
     pending_action *lost = ow_malloc(n * sizeof *lost);
     memcpy(lost, c->acts, n * sizeof *lost);
     c->nacts = 0;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
       error_local(c, lost[i].req, OW_E_NO_SESSION,
                   "action seq %llu was not confirmed durable before the session was replaced",
                   (unsigned long long)lost[i].seq);
+      act_free(&lost[i]);
+    }
     ow_free(lost);
   }
   if (continues) {
@@ -728,6 +746,8 @@ static void on_durable_msg(ow_client *c, const ow_msg *m) {
       if (!c->acts[i].durable &&
           !(c->acts[i].applied_gen == c->gen && c->acts[i].frame <= m->u.durable.frame))
         c->acts[w++] = c->acts[i];
+      else
+        act_free(&c->acts[i]);
     c->nacts = w;
   } else {
     /* The frame was not written: no frame number seen so far proves anything any more. */
@@ -1194,6 +1214,7 @@ static void free_client(ow_client *c) {
   OW_VEC_FREE(c->snap_listed);
   OW_VEC_FREE(c->snap_removed);
   world_free(c);
+  for (size_t i = 0; i < c->nacts; i++) act_free(&c->acts[i]);
   ow_free(c->acts);
   ow_free(c->wbuf);
   ow_free(c->seqs);

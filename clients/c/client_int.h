@@ -7,6 +7,7 @@
 #define OW_CLIENT_INT_H
 
 #include "otherworld/client.h"
+#include "proto/proto.h" /* the codec (owwire) the tests drive the client with */
 
 /* Marks the client's connection open without a socket (the state after the WebSocket handshake):
  * messages queue up and stay queued. Calls on_open. */

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "otherworld/client.h"
+#include "proto/wire.h" /* ow_dequant_mm */
 
 /* Send times are kept per sequence number in a ring: far more than the actions a session can
  * have open (the server's replay window is 64, the library holds at most 1024). */

@@ -52,6 +52,7 @@ const E_NAME = Object.freeze(Object.fromEntries(Object.entries(E).map(([k, v]) =
 const POSE_BONES = Object.freeze(['head', 'leftHand', 'rightHand']);
 const POSE_MAX_TRACKERS = 8;
 const TOKEN_LEN = 32;
+const ACTION_ARGS_MAX = 1024; // argument bytes of an action that is not built-in
 
 class ProtocolError extends Error {}
 
@@ -254,7 +255,14 @@ const enc = {
   leave(req) { return frame(MSG.LEAVE, new Writer().u32(req).build()); },
   logout(req) { return frame(MSG.LOGOUT, new Writer().u32(req).build()); },
   // a = {req, seq, action, kind, target, dest, count, pos:[3] metres, rot:[x,y,z,w], scale:[3]}
+  // for a built-in action (1..7); a = {req, seq, action, args: Buffer} for any other type, whose
+  // argument bytes (at most ACTION_ARGS_MAX) follow the type as they are.
   action(a) {
+    if (a.args !== undefined) {
+      if (a.action >= 1 && a.action <= 7) throw new RangeError('a built-in action has named fields, not args');
+      if (a.args.length > ACTION_ARGS_MAX) throw new RangeError(`ACTION args of ${a.args.length} bytes, at most ${ACTION_ARGS_MAX}`);
+      return frame(MSG.ACTION, new Writer().u32(a.req || 0).u64(a.seq).u8(a.action).bytes(a.args).build());
+    }
     const w = new Writer()
       .u32(a.req || 0).u64(a.seq).u8(a.action).u16(a.kind || 0)
       .u64(a.target || 0n).u64(a.dest || 0n).u32(a.count || 0);
@@ -421,7 +429,7 @@ class SnapshotTable {
 
 module.exports = {
   PROTO_VERSION, MSG, MSG_NAME, ACT, BYE, ROLE, EVENT_KIND, KIND, PROP_TYPE, E, E_NAME,
-  POSE_BONES, TOKEN_LEN, ProtocolError, Writer, Reader, frame, splitMessages,
+  POSE_BONES, TOKEN_LEN, ACTION_ARGS_MAX, ProtocolError, Writer, Reader, frame, splitMessages,
   packQuat, unpackQuat, quatAngleDeg, writePose, readPose, enc, decodeServer, readEntity,
   SnapshotTable,
 };

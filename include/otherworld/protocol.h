@@ -20,35 +20,57 @@ enum {
   OW_ACT_MAX_ = 8
 };
 
-/* Message types. Client to server: 0x01..0x7f; server to client: 0x81..0xff. */
-enum {
-  OW_MSG_HELLO = 0x01,
-  OW_MSG_REGISTER = 0x02,
-  OW_MSG_LOGIN = 0x03,
-  OW_MSG_RESUME = 0x04,
-  OW_MSG_JOIN = 0x05,
-  OW_MSG_LEAVE = 0x06,
-  OW_MSG_LOGOUT = 0x07,
-  OW_MSG_ACTION = 0x08,
-  OW_MSG_POSE = 0x09,
-  OW_MSG_ACK = 0x0a,
-  OW_MSG_CHAT = 0x0b,
-  OW_MSG_PING = 0x0c,
-  OW_MSG_BYE = 0x0d,
-  OW_MSG_ADMIN = 0x0e,
+/* Limits the message layouts below are written in. */
+#define OW_MSG_HEADER 3        /* u8 type, u16 body length; one WebSocket message carries several */
+#define OW_MSG_MAX_BODY 65535
+#define OW_TEXT_MAX 512        /* chat and system text, bytes of UTF-8 */
+#define OW_TOKEN_LEN 32
+#define OW_NAME_MIN_LEN 3
+#define OW_NAME_MAX_LEN 32
+#define OW_PASSWORD_MIN 8
+#define OW_PASSWORD_MAX 128
 
-  OW_MSG_WELCOME = 0x81,
-  OW_MSG_OK = 0x82,
-  OW_MSG_SESSION = 0x83,
-  OW_MSG_ERROR = 0x84,
-  OW_MSG_JOINED = 0x85,
-  OW_MSG_APPLIED = 0x86,
-  OW_MSG_DURABLE = 0x87,
-  OW_MSG_SNAPSHOT = 0x88,
-  OW_MSG_POSES = 0x89,
-  OW_MSG_EVENT = 0x8a,
-  OW_MSG_PONG = 0x8b,
-  OW_MSG_SERVER_BYE = 0x8c,
+/* Actions: a type and up to OW_ACTION_ARGS_MAX argument bytes. The built-in types' arguments are
+ * one fixed layout of OW_ACTION_BUILTIN_ARGS bytes (docs/protocol.md ACTION). */
+#define OW_ACTION_ARGS_MAX 1024
+#define OW_ACTION_BUILTIN_ARGS 62
+
+/* Message types, one list: X(NAME, number, min body, max body), the body sizes in bytes checked
+ * before any field is read (min == max: exactly that size). It yields the OW_MSG_* enum here and
+ * the codec's size and name table (src/proto/proto.c). Client to server: 0x01..0x7f; server to
+ * client: 0x81..0xff. */
+#define OW_MSG_MAP(X)                                                                       \
+  X(HELLO, 0x01, 7, 4 + 2 + 1 + 64)                                                         \
+  X(REGISTER, 0x02, 6, 4 + 2 + 2 * 255)                                                     \
+  X(LOGIN, 0x03, 6, 4 + 2 + 2 * 255)                                                        \
+  X(RESUME, 0x04, 4 + OW_TOKEN_LEN, 4 + OW_TOKEN_LEN)                                       \
+  X(JOIN, 0x05, 4, 4)                                                                       \
+  X(LEAVE, 0x06, 4, 4)                                                                      \
+  X(LOGOUT, 0x07, 4, 4)                                                                     \
+  X(ACTION, 0x08, 4 + 8 + 1, 4 + 8 + 1 + OW_ACTION_ARGS_MAX)                                \
+  X(POSE, 0x09, 18, 18 + 10 * (OW_BONE_FIXED_ + OW_POSE_MAX_TRACKERS))                      \
+  X(ACK, 0x0a, 4, 4)                                                                        \
+  X(CHAT, 0x0b, 6, 6 + OW_TEXT_MAX)                                                         \
+  X(PING, 0x0c, 12, 12)                                                                     \
+  X(BYE, 0x0d, 4, 4 + OW_TEXT_MAX)                                                          \
+  X(ADMIN, 0x0e, 16, 16 + OW_TEXT_MAX)                                                      \
+  X(WELCOME, 0x81, 23, 23 + 255)                                                            \
+  X(OK, 0x82, 4, 4)                                                                         \
+  X(SESSION, 0x83, 66, 66)                                                                  \
+  X(ERROR, 0x84, 10, 10 + OW_TEXT_MAX)                                                      \
+  X(JOINED, 0x85, 4, OW_MSG_MAX_BODY)                                                       \
+  X(APPLIED, 0x86, 37, 37)                                                                  \
+  X(DURABLE, 0x87, 14, OW_MSG_MAX_BODY)                                                     \
+  X(SNAPSHOT, 0x88, 13, OW_MSG_MAX_BODY)                                                    \
+  X(POSES, 0x89, 6, OW_MSG_MAX_BODY)                                                        \
+  X(EVENT, 0x8a, 11, 11 + OW_TEXT_MAX)                                                      \
+  X(PONG, 0x8b, 20, 20)                                                                     \
+  X(SERVER_BYE, 0x8c, 4, 4 + OW_TEXT_MAX)
+
+enum {
+#define OW_MSG_ENUM(name, num, min, max) OW_MSG_##name = (num),
+  OW_MSG_MAP(OW_MSG_ENUM)
+#undef OW_MSG_ENUM
 };
 
 /* Reasons carried by BYE in both directions. */
@@ -88,8 +110,7 @@ enum { OW_BONE_HEAD = 0, OW_BONE_LEFT_HAND = 1, OW_BONE_RIGHT_HAND = 2, OW_BONE_
  * this one limit: content whose entities could exceed it is refused at load. */
 #define OW_PROPS_MAX 16
 
-#define OW_TOKEN_LEN 32
-#define OW_NAME_MIN_LEN 3
-#define OW_NAME_MAX_LEN 32
+/* Types of a property value (entity records, content, snapshots' entity state). */
+enum { OW_PROP_INT = 1, OW_PROP_FLOAT = 2, OW_PROP_STRING = 3, OW_PROP_REF = 4 };
 
 #endif

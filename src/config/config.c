@@ -29,9 +29,9 @@ typedef struct setting {
 static const char *const durability_choices[] = {"full", "nosync", NULL};
 static const char *const level_choices[] = {"debug", "info", "warn", "error", NULL};
 
-#define STR(field, def, choices, empty_ok, maxlen, help) \
+#define STR(field, def, choices, empty_ok, maxlen, to, help) \
   {#field, T_STR, offsetof(ow_config, field), def, 0, (double)(maxlen), choices, help, empty_ok},
-#define NUM(field, def, lo, hi, help) {#field, T_NUM, offsetof(ow_config, field), def, lo, hi, NULL, help, 0},
+#define NUM(field, def, lo, hi, to, help) {#field, T_NUM, offsetof(ow_config, field), def, lo, hi, NULL, help, 0},
 static const setting table[] = {OW_SETTINGS(STR, NUM)};
 #undef STR
 #undef NUM

@@ -28,12 +28,6 @@ static int fail(parser *p, const char *fmt, ...) {
   return OW_E_CONTENT;
 }
 
-void ow_transform_identity(ow_transform *t) {
-  memset(t, 0, sizeof *t);
-  t->rot[3] = 1;
-  t->scale[0] = t->scale[1] = t->scale[2] = 1;
-}
-
 int ow_content_key(ow_content *c, const char *name, size_t len, bool create) {
   for (uint16_t i = 0; i < c->nkeys; i++)
     if (strlen(c->keys[i]) == len && !memcmp(c->keys[i], name, len)) return i;
@@ -107,7 +101,14 @@ static int item_ref(parser *p, const char *where, const char *name, uint16_t *ou
 }
 
 /* {"plank": 4, "stone": 1} -> item counts, in file order. */
-static int itemcounts(parser *p, json_t *v, const char *where, ow_itemcount **out, uint16_t *n) {
+/* The largest stack_max and seeded item count: a container's one stack can then hold a bank
+ * account of SpacetimeDB's keynote-2 (10,000,000 coins, bench/keynote) and its gains, while a
+ * stack plus a seed's count stays below 2^32 in the loader's and the world's sums. Costs and
+ * recipe counts keep the 1,000,000 limit. */
+#define STACK_LIMIT 1000000000
+
+static int itemcounts(parser *p, json_t *v, const char *where, long long max, ow_itemcount **out,
+                      uint16_t *n) {
   if (!json_is_object(v) || json_object_size(v) == 0)
     return fail(p, "%s: expected a non-empty object of item names to counts", where);
   if (json_object_size(v) > 64) return fail(p, "%s: more than 64 entries", where);
@@ -120,8 +121,8 @@ static int itemcounts(parser *p, json_t *v, const char *where, ow_itemcount **ou
     snprintf(w, sizeof w, "%s.%s", where, k);
     ow_itemcount *ic = &(*out)[(*n)++];
     if (item_ref(p, w, k, &ic->item)) return OW_E_CONTENT;
-    if (!json_is_integer(cnt) || json_integer_value(cnt) < 1 || json_integer_value(cnt) > 1000000)
-      return fail(p, "%s: expected a count between 1 and 1000000", w);
+    if (!json_is_integer(cnt) || json_integer_value(cnt) < 1 || json_integer_value(cnt) > max)
+      return fail(p, "%s: expected a count between 1 and %lld", w, max);
     ic->count = (uint32_t)json_integer_value(cnt);
   }
   return 0;
@@ -202,7 +203,7 @@ static int parse_type_body(parser *p, json_t *t, uint16_t id) {
   long long x;
   if (get_int(p, t, where, "hp", 0, 1000000000, 0, &x)) return OW_E_CONTENT;
   ty->hp = (int32_t)x;
-  if (get_int(p, t, where, "stack_max", 1, 1000000, 1, &x)) return OW_E_CONTENT;
+  if (get_int(p, t, where, "stack_max", 1, STACK_LIMIT, 1, &x)) return OW_E_CONTENT;
   ty->stack_max = (uint32_t)x;
   if (get_int(p, t, where, "slots", 0, 4096, 0, &x)) return OW_E_CONTENT;
   ty->slots = (uint16_t)x;
@@ -247,7 +248,7 @@ static int parse_type_body(parser *p, json_t *t, uint16_t id) {
       return fail(p, "%s.cost: only structures, containers and vehicles are built", where);
     char w[160];
     snprintf(w, sizeof w, "%s.cost", where);
-    if (itemcounts(p, cost, w, &ty->cost, &ty->ncost)) return OW_E_CONTENT;
+    if (itemcounts(p, cost, w, 1000000, &ty->cost, &ty->ncost)) return OW_E_CONTENT;
   }
   json_t *pr = json_object_get(t, "props");
   if (pr) {
@@ -300,9 +301,9 @@ static int parse_recipes(parser *p, json_t *arr) {
     c->nrecipes = (uint16_t)(i + 1);
     char w[96];
     snprintf(w, sizeof w, "%s.in", where);
-    if (itemcounts(p, json_object_get(r, "in"), w, &rc->in, &rc->nin)) return OW_E_CONTENT;
+    if (itemcounts(p, json_object_get(r, "in"), w, 1000000, &rc->in, &rc->nin)) return OW_E_CONTENT;
     snprintf(w, sizeof w, "%s.out", where);
-    if (itemcounts(p, json_object_get(r, "out"), w, &rc->out, &rc->nout)) return OW_E_CONTENT;
+    if (itemcounts(p, json_object_get(r, "out"), w, 1000000, &rc->out, &rc->nout)) return OW_E_CONTENT;
   }
   return 0;
 }
@@ -354,7 +355,7 @@ static int parse_world(parser *p, json_t *w) {
       snprintf(w2, sizeof w2, "%s.items", where);
       const ow_type *ct = &c->types[id];
       if (!ct->slots) return fail(p, "%s: only containers and vehicles hold items", w2);
-      if (itemcounts(p, items, w2, &s->items, &s->nitems)) return OW_E_CONTENT;
+      if (itemcounts(p, items, w2, STACK_LIMIT, &s->items, &s->nitems)) return OW_E_CONTENT;
       /* The stacks they make must fit, so that seeding cannot fail. */
       uint64_t stacks = 0;
       for (uint16_t j = 0; j < s->nitems; j++) {

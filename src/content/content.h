@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "core/core.h"
+#include "otherworld/wire.h" /* ow_transform and the OW_PROP_* value types */
 
 typedef enum ow_kind {
   OW_KIND_RESOURCE = 1,
@@ -26,8 +27,7 @@ typedef enum ow_kind {
   OW_KIND_AVATAR,
 } ow_kind;
 
-/* Typed property values. Strings are owned by whoever holds the property. */
-enum { OW_PROP_INT = 1, OW_PROP_FLOAT = 2, OW_PROP_STRING = 3, OW_PROP_REF = 4 };
+/* Typed property values (OW_PROP_*). Strings are owned by whoever holds the property. */
 typedef struct ow_prop {
   uint16_t key; /* index into the content's property-name table */
   uint8_t type; /* OW_PROP_* */
@@ -43,12 +43,6 @@ typedef struct ow_itemcount {
   uint16_t item; /* type id of an item type */
   uint32_t count;
 } ow_itemcount;
-
-typedef struct ow_transform {
-  float pos[3];
-  float rot[4]; /* quaternion x, y, z, w */
-  float scale[3];
-} ow_transform;
 
 typedef struct ow_type {
   char *name;
@@ -125,8 +119,5 @@ int ow_content_type_id(const ow_content *c, const char *name, size_t len);
 int ow_content_recipe_id(const ow_content *c, const char *name);
 /* Returns the key id for a property name, adding it when `create` is set (or -1). */
 int ow_content_key(ow_content *c, const char *name, size_t len, bool create);
-
-/* Transform helpers. */
-void ow_transform_identity(ow_transform *t);
 
 #endif

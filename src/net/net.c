@@ -20,6 +20,8 @@
 /* A peer that sends this much more meanwhile is not listening: the rest is left unread (and
  * costs nothing) until LINGER_S is over. */
 #define LINGER_MAX_RX (64u * 1024u)
+/* How long a request may wait for its asynchronous reply when its route does not say. */
+#define REPLY_TIMEOUT_S 30
 /* Descriptors kept free for the store, the log and the loop when max_conns is clamped. */
 #define FD_RESERVE 64
 
@@ -43,6 +45,8 @@ typedef struct ws_conn {
   bool close_now;
   bool lingering; /* everything is written and the write side shut: waiting for the peer */
   size_t linger_rx;
+  /* On the net's flush list: it has queued bytes to write before the loop sleeps. */
+  struct ws_conn *flush_next, **flush_prev;
 } ws_conn;
 
 typedef struct route {
@@ -63,6 +67,8 @@ struct ow_http_req {
   void *user;
   bool ended;    /* on_end was called (or the request was refused) */
   bool replied;  /* ow_http_reply was called: status, type, out hold the answer */
+  bool waiting;  /* on_end returned without a reply: reply_timeout_s runs, reading is paused */
+  bool close_after; /* the connection closes after the reply (the request cannot be delimited) */
   bool headers_sent;
   int status;
   const char *type; /* static or owned by out_type */
@@ -86,6 +92,12 @@ struct ow_net {
   ow_buf status; /* the last /status body */
   uint64_t status_ns;
   OW_VEC(route) routes;
+  /* Connections with bytes queued since the loop last went to sleep, written by `flush` just
+   * before it sleeps again (Redis's beforeSleep): one write per client per turn of the loop,
+   * with no writable interest armed in epoll unless the socket is full. */
+  ws_conn *flush_head;
+  uv_prepare_t flush;
+  bool flush_started;
 };
 
 /* Per-connection data lws allocates for us: a pointer to our own connection object, so that the
@@ -104,6 +116,64 @@ static void free_queue(ws_conn *c) {
   }
   c->head = c->tail = NULL;
   c->queued = 0;
+}
+
+static void flush_add(ws_conn *c) {
+  if (c->flush_prev) return;
+  ow_net *n = c->net;
+  c->flush_next = n->flush_head;
+  if (n->flush_head) n->flush_head->flush_prev = &c->flush_next;
+  n->flush_head = c;
+  c->flush_prev = &n->flush_head;
+}
+
+static void flush_remove(ws_conn *c) {
+  if (!c->flush_prev) return;
+  *c->flush_prev = c->flush_next;
+  if (c->flush_next) c->flush_next->flush_prev = c->flush_prev;
+  c->flush_next = NULL;
+  c->flush_prev = NULL;
+}
+
+/* Writes queued messages to the socket: at most `max`, stopping when lws had to keep part of a
+ * write (the kernel's buffer is full; lws then arms writable interest itself and finishes it).
+ * Returns 0, or -1 when the connection failed and must close. */
+static int write_queue(ws_conn *c, int max) {
+  for (int i = 0; i < max && c->head; i++) {
+    out_msg *m = c->head;
+    if (lws_partial_buffered(c->wsi)) break;
+    int w = lws_write(c->wsi, m->data + LWS_PRE, m->len, LWS_WRITE_BINARY);
+    if (w < (int)m->len) return -1;
+    c->head = m->next;
+    if (!c->head) c->tail = NULL;
+    else if (c->tail_link == &m->next) c->tail_link = &c->head;
+    c->queued -= m->len;
+    ow_free(m);
+  }
+  return 0;
+}
+
+/* The loop is about to sleep: every connection that queued bytes this turn writes them now, in
+ * one send each (ws_send joins back-to-back messages). What the socket cannot take, and every
+ * close, goes through lws's writable callback as before. */
+static void flush_cb(uv_prepare_t *h) {
+  ow_net *n = h->data;
+  while (n->flush_head) {
+    ws_conn *c = n->flush_head;
+    flush_remove(c);
+    if (c->base.closing || c->close_now) {
+      lws_callback_on_writable(c->wsi);
+      continue;
+    }
+    if (write_queue(c, 16) < 0) {
+      c->close_now = true; /* the writable callback closes it: lws may not close it from here */
+      free_queue(c);
+      c->base.closing = true;
+    }
+    /* After a short write lws has armed writable interest itself, and calls the writable callback
+     * once it has written the rest: asking again would only cost epoll_ctl calls. */
+    if (c->close_now || (c->head && !lws_partial_buffered(c->wsi))) lws_callback_on_writable(c->wsi);
+  }
 }
 
 /* The address key of ow_conn_addr(): IPv4 as itself with bit 32 set, IPv6 as its /64 prefix. */
@@ -252,9 +322,34 @@ static void req_free(ow_http_req *r) {
   ow_free(r);
 }
 
+/* The handshake bound, which also bounds writing a reply. */
+static int write_timeout_s(const ow_net *n) {
+  return (int)(n->cfg.handshake_timeout_s ? n->cfg.handshake_timeout_s : 10);
+}
+
+/* Calls the route's on_end. A request left unanswered waits at most reply_timeout_s, unread:
+ * libwebsockets 4.1 does not read a connection whose request is in progress, and a peer's close
+ * left in the poll set would wake the loop on every turn until the reply. */
+static void end_request(ow_http_req *r) {
+  r->ended = true;
+  r->rt->r.on_end(r->rt->r.ud, r);
+  if (r->replied) return;
+  r->waiting = true;
+  unsigned s = r->rt->r.reply_timeout_s ? r->rt->r.reply_timeout_s : REPLY_TIMEOUT_S;
+  lws_set_timeout(r->wsi, PENDING_TIMEOUT_USER_OK, (int)s);
+  lws_rx_flow_control(r->wsi, 0);
+}
+
 void ow_http_reply(ow_http_req *r, int status, const char *type, const void *body, size_t n) {
   OW_ASSERT(!r->replied);
   r->replied = true;
+  if (r->waiting) {
+    /* A late reply: the wait is over, writing it gets the usual bound, and the connection is
+     * read again (a pipelined request, or the peer's close). */
+    r->waiting = false;
+    lws_set_timeout(r->wsi, PENDING_TIMEOUT_USER_OK, write_timeout_s(r->net));
+    lws_rx_flow_control(r->wsi, 1);
+  }
   r->status = status;
   r->out_type = ow_strdup(type ? type : "text/plain");
   r->out.len = 0;
@@ -314,6 +409,7 @@ static int http_request(struct lws *wsi, pss *p, ow_net *n, const char *path) {
   bool chunked = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0;
   const route *rt = find_route(n, r->path);
   if (bad_len) {
+    r->close_after = true;
     refuse(r, 400, "bad Content-Length");
   } else if (!rt || !r->method) {
     refuse(r, rt ? 405 : 404, rt ? "method not allowed" : "not found");
@@ -322,6 +418,9 @@ static int http_request(struct lws *wsi, pss *p, ow_net *n, const char *path) {
     allow_list(rt->r.methods, r->allow, sizeof r->allow);
     refuse(r, 405, "method not allowed");
   } else if ((r->method & (OW_HTTP_POST | OW_HTTP_PUT)) && (!has_len || chunked)) {
+    /* Where such a body ends is unknown, so no next request can be read after it: closing once
+     * the 411 is out is the only end (the client otherwise waits for a close that never comes). */
+    r->close_after = true;
     refuse(r, 411, "length required (no chunked bodies)");
   } else if (r->clen > rt->r.max_body) {
     refuse(r, 413, "request body too large");
@@ -331,8 +430,7 @@ static int http_request(struct lws *wsi, pss *p, ow_net *n, const char *path) {
     if (st) {
       refuse(r, st, reason_of(st));
     } else if (!r->clen) {
-      r->ended = true;
-      rt->r.on_end(rt->r.ud, r);
+      end_request(r);
     }
   }
   return 0;
@@ -371,11 +469,12 @@ static int http_writeable(struct lws *wsi, pss *p) {
     ow_free(buf);
     if (w < (int)bl) return -1;
   }
-  /* A refused request whose body is still coming: closing is how the rest is discarded unread. */
-  bool unread = r->got < r->clen;
+  /* A refused request whose body is still coming: closing is how the rest is discarded unread.
+   * One that cannot be delimited (close_after) ends the connection too. */
+  bool close = r->got < r->clen || r->close_after;
   p->req = NULL;
   req_free(r);
-  if (unread) return -1;
+  if (close) return -1;
   return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
@@ -436,10 +535,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
   case LWS_CALLBACK_HTTP_BODY:
     return p && p->req ? http_body(p->req, in, len) : -1;
   case LWS_CALLBACK_HTTP_BODY_COMPLETION:
-    if (p && p->req && !p->req->ended) {
-      p->req->ended = true;
-      p->req->rt->r.on_end(p->req->rt->r.ud, p->req);
-    }
+    if (p && p->req && !p->req->ended) end_request(p->req);
     return 0;
   case LWS_CALLBACK_HTTP_WRITEABLE:
     return http_writeable(wsi, p);
@@ -520,20 +616,11 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
       }
       return 0;
     }
-    /* Several messages per writable event, but never so many that one client hogs the loop. The
-     * socket was just reported writable, and lws keeps what a short write leaves over, so only the
-     * messages after the first ask whether the socket is choked (a poll() each). */
-    for (int i = 0; i < 16 && c->head; i++) {
-      out_msg *m = c->head;
-      if (i && lws_send_pipe_choked(wsi)) break;
-      int w = lws_write(wsi, m->data + LWS_PRE, m->len, LWS_WRITE_BINARY);
-      if (w < (int)m->len) return -1;
-      c->head = m->next;
-      if (!c->head) c->tail = NULL;
-      else if (c->tail_link == &m->next) c->tail_link = &c->head;
-      c->queued -= m->len;
-      ow_free(m);
-    }
+    /* Several messages per writable event, but never so many that one client hogs the loop; lws
+     * keeps what a short write leaves over, and then no more is written until it is out. The
+     * connection leaves the flush list: this writes what it would have. */
+    flush_remove(c);
+    if (write_queue(c, 16) < 0) return -1;
     if (c->head || c->base.closing) lws_callback_on_writable(wsi);
     return 0;
   }
@@ -542,6 +629,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     if (!c) return 0;
     p->conn = NULL;
     n->conns--;
+    flush_remove(c);
     c->base.closing = true;
     if (n->h.on_close) n->h.on_close(n->h.ud, &c->base);
     free_queue(c);
@@ -651,6 +739,11 @@ int ow_net_create(ow_net **out, uv_loop_t *loop, const ow_net_config *cfg, const
     return -EADDRINUSE;
   }
   n->port = lws_get_vhost_listen_port(vh);
+  uv_prepare_init(loop, &n->flush);
+  n->flush.data = n;
+  uv_prepare_start(&n->flush, flush_cb);
+  uv_unref((uv_handle_t *)&n->flush); /* it does not keep the loop running by itself */
+  n->flush_started = true;
   ow_http_route root = {.path = "/", .methods = OW_HTTP_GET, .on_end = root_end, .ud = n};
   ow_net_route(n, &root);
   if (h->status) {
@@ -667,7 +760,19 @@ void ow_net_status_changed(ow_net *n) { n->status_ns = 0; }
 const ow_net_stats *ow_net_stats_get(const ow_net *n) { return &n->stats; }
 
 void ow_net_destroy(ow_net *n) {
-  if (n && n->ctx) lws_context_destroy(n->ctx);
+  if (!n) return;
+  if (n->flush_started) {
+    /* Closes send what is queued through the writable callback; the flush handle goes first, so
+     * that it is closed by the time the loop returns and ow_net_free frees it. */
+    n->flush_started = false;
+    while (n->flush_head) {
+      ws_conn *c = n->flush_head;
+      flush_remove(c);
+      lws_callback_on_writable(c->wsi);
+    }
+    uv_close((uv_handle_t *)&n->flush, NULL);
+  }
+  if (n->ctx) lws_context_destroy(n->ctx);
 }
 
 /* With a foreign loop, the first lws_context_destroy() starts closing and the loop finishes it;
@@ -714,7 +819,7 @@ static int ws_send(ow_conn *base, const void *p, size_t len) {
     c->tail = m;
   }
   c->queued += len;
-  lws_callback_on_writable(c->wsi);
+  flush_add(c);
   return 0;
 }
 

@@ -69,12 +69,19 @@ enum { OW_HTTP_GET = 1, OW_HTTP_POST = 2, OW_HTTP_PUT = 4, OW_HTTP_DELETE = 8 };
  * `methods`. A path no route has is answered 404; a method the route lacks, 405 with Allow. A
  * request body longer than max_body (0: none allowed) is answered 413 from its Content-Length,
  * before any of it is read, and the connection is closed; a POST or PUT without Content-Length
- * gets 411. Every callback runs on the loop thread. */
+ * gets 411 and the connection is closed (where such a body ends cannot be known). Every callback
+ * runs on the loop thread. */
 typedef struct ow_http_route {
   const char *path; /* copied */
   bool prefix;
   unsigned methods; /* OW_HTTP_* */
   size_t max_body;
+  /* Seconds a request may wait for ow_http_reply after on_end; then the connection closes and
+   * on_abort runs. 0: 30. Without it libwebsockets 4.1 would close a request still waiting at
+   * handshake_timeout_s. While a reply is awaited the connection is not read (a peer's close
+   * left unread would wake the loop again and again), so a client that leaves shows only when
+   * the reply is made or at this timeout. */
+  unsigned reply_timeout_s;
   /* The headers are in. Return 0 to go on (body chunks, then on_end), or an HTTP status >= 400
    * to refuse the request with it (401, 403, 409, ...). May be NULL. */
   int (*on_request)(void *ud, ow_http_req *r);
@@ -83,7 +90,8 @@ typedef struct ow_http_route {
   int (*on_body)(void *ud, ow_http_req *r, const uint8_t *p, size_t n);
   /* The body is complete: reply now or later, from the loop, with ow_http_reply(). */
   void (*on_end)(void *ud, ow_http_req *r);
-  /* The connection went away before the reply; r is freed when this returns. May be NULL. */
+  /* The connection went away before the reply (or reply_timeout_s passed); r is freed when this
+   * returns. May be NULL; a route that replies later must have one, to forget r. */
   void (*on_abort)(void *ud, ow_http_req *r);
   void *ud;
 } ow_http_route;

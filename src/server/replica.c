@@ -1,5 +1,6 @@
 /* replica: confirmed-read mirror and per-client snapshot deltas. See replica.h. */
 #include "server/replica.h"
+#include "server/interest.h"
 
 #include <stdlib.h>
 
@@ -76,14 +77,13 @@ struct ow_view {
   ow_id self; /* the player's avatar: the first snapshot waits for it (ow_view_expect) */
 };
 
-static uint64_t pack(int32_t x, int32_t z) { return ((uint64_t)(uint32_t)x << 32) | (uint32_t)z; }
 
 static uint32_t cell_get(ow_replica *r, int32_t x, int32_t z) {
-  uint64_t *v = ow_map_get(&r->cell_of, pack(x, z));
+  uint64_t *v = ow_map_get(&r->cell_of, ow_cell_key((ow_cell){x, z}));
   if (v) return (uint32_t)(*v - 1);
   cell c = {.x = x, .z = z};
   OW_VEC_PUSH(r->cells, c);
-  ow_map_set(&r->cell_of, pack(x, z), r->cells.len);
+  ow_map_set(&r->cell_of, ow_cell_key((ow_cell){x, z}), r->cells.len);
   return (uint32_t)(r->cells.len - 1);
 }
 
@@ -351,13 +351,13 @@ int ow_view_update(ow_view *v, ow_replica *r, ow_cell center, int radius_cells, 
   /* Skip cheaply when no cell in range changed since the last build. */
   uint64_t newest = 0;
   OW_VEC(pair) cur = {0}; /* the area, borrowed from the replica below */
-  for (int dx = -radius_cells; dx <= radius_cells; dx++)
-    for (int dz = -radius_cells; dz <= radius_cells; dz++) {
-      uint64_t *ci = ow_map_get(&r->cell_of, pack(center.x + dx, center.z + dz));
-      if (!ci) continue;
-      cell *c = &r->cells.v[*ci - 1];
-      if (c->ver > newest) newest = c->ver;
-    }
+  ow_cell at;
+  for (ow_interest it = ow_interest_begin(center, radius_cells); ow_interest_next(&it, &at);) {
+    uint64_t *ci = ow_map_get(&r->cell_of, ow_cell_key(at));
+    if (!ci) continue;
+    cell *c = &r->cells.v[*ci - 1];
+    if (c->ver > newest) newest = c->ver;
+  }
   if (!moved && !resend && newest <= v->built_ver) {
     v->built_ver = r->ver;
     return 0;
@@ -372,16 +372,15 @@ int ow_view_update(ow_view *v, ow_replica *r, ow_cell center, int radius_cells, 
   if (!a) {
     a = &r->areas[r->next_area++ % AREAS];
     a->ents.len = 0;
-    for (int dx = -radius_cells; dx <= radius_cells; dx++)
-      for (int dz = -radius_cells; dz <= radius_cells; dz++) {
-        uint64_t *ci = ow_map_get(&r->cell_of, pack(center.x + dx, center.z + dz));
-        if (!ci) continue;
-        cell *c = &r->cells.v[*ci - 1];
-        for (size_t k = 0; k < c->ents.len; k++) {
-          pair p = {c->ents.v[k]->id, c->ents.v[k]->ver};
-          OW_VEC_PUSH(a->ents, p);
-        }
+    for (ow_interest it = ow_interest_begin(center, radius_cells); ow_interest_next(&it, &at);) {
+      uint64_t *ci = ow_map_get(&r->cell_of, ow_cell_key(at));
+      if (!ci) continue;
+      cell *c = &r->cells.v[*ci - 1];
+      for (size_t k = 0; k < c->ents.len; k++) {
+        pair p = {c->ents.v[k]->id, c->ents.v[k]->ver};
+        OW_VEC_PUSH(a->ents, p);
       }
+    }
     if (a->ents.len > 1) qsort(a->ents.v, a->ents.len, sizeof *a->ents.v, cmp_pair);
     a->changes = r->changes;
     a->center = center;

@@ -3,6 +3,11 @@
  * and sessions (src/auth), actions into the zone with applied and durable replies, poses, chat,
  * and replication of the confirmed-read mirror (src/server/replica) to each client's area of
  * interest. Everything runs on the zone's loop thread.
+ *
+ * Its parts, one file each (server_int.h describes the one-way flow between them): client.c
+ * (connections, dispatch, replies), session.c (login and join), jobs.c (argon2 threads), route.c
+ * (actions in, confirmations back), publish.c (snapshots and poses out), admin.c (chat and admin
+ * commands), metrics.c (/status from the list in metrics.h), server.c (create, wire, shut down).
  */
 #ifndef OW_SERVER_H
 #define OW_SERVER_H
@@ -42,8 +47,10 @@ typedef struct ow_server_config {
   double rate_kick, rate_kick_decay;
 } ow_server_config;
 
+/* What the server counts as it runs; metrics.h lists them (with names, kinds and help texts) for
+ * /status. */
 typedef struct ow_server_stats {
-  uint64_t connections, joined, messages_in, actions, poses_in, poses_out, snapshots_out;
+  uint64_t connections, messages_in, actions, poses_in, poses_out, snapshots_out;
   uint64_t bytes_in, bytes_out, protocol_errors, too_slow, rate_limited;
   uint64_t logins_failed;         /* wrong name or password (argon2 ran) */
   uint64_t login_refused_account; /* LOGIN refused without argon2: the account is locked */
@@ -69,5 +76,9 @@ void ow_server_shutdown(ow_server *s, void (*done)(void *ud), void *ud);
 /* Frees the server once uv_run has returned. */
 void ow_server_free(ow_server *s);
 const ow_server_stats *ow_server_stats_get(const ow_server *s);
+/* Appends the /status body to out: one line of JSON (built with jansson, so every string is
+ * escaped and nothing is truncated) and a newline. Returns 0, or OW_E_NOMEM when jansson could not
+ * encode it (out is then unchanged). */
+int ow_server_status_json(const ow_server *s, ow_buf *out);
 
 #endif

@@ -1,6 +1,8 @@
 /* store/fault: see fault.h. Every call is counted, then either failed by its rule or passed on. */
 #include "store/fault.h"
 
+#include <errno.h>
+
 #include "store/store_int.h"
 
 typedef struct fault_store {
@@ -50,6 +52,11 @@ static int fault_stat(ow_store *s, uint64_t *entries, uint64_t *bytes) {
   return ow_store_stat(((fault_store *)s)->inner, entries, bytes);
 }
 
+static int fault_copy(ow_store *s, const char *dest) {
+  ow_store *in = ((fault_store *)s)->inner;
+  return in->m->copy ? in->m->copy(in, dest) : -ENOTSUP;
+}
+
 static const ow_store_methods fault_methods = {
     .scheme = "fault",
     .close = fault_close,
@@ -57,6 +64,7 @@ static const ow_store_methods fault_methods = {
     .get = fault_get,
     .scan = fault_scan,
     .stat = fault_stat,
+    .copy = fault_copy,
 };
 
 int ow_store_fault_wrap(ow_store **out, ow_store *inner) {

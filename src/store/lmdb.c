@@ -4,10 +4,12 @@
  * are sticky, as LMDB's own are, until the store is closed and opened again.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <lmdb.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "store/store_int.h"
 
@@ -155,6 +157,27 @@ static int lmdb_stat(ow_store *base, uint64_t *entries, uint64_t *bytes) {
   return 0;
 }
 
+/* LMDB's compacting copy reads through one read transaction, so writers go on meanwhile and the
+ * copy holds exactly one commit. Another process that grew the map makes the read fail with
+ * MDB_MAP_RESIZED: adopt the new size and try again. */
+static int lmdb_copy(ow_store *base, const char *dest) {
+  lmdb_store *s = (lmdb_store *)base;
+  int rc = mdb_env_copy2(s->env, dest, MDB_CP_COMPACT);
+  if (rc == MDB_MAP_RESIZED && !mdb_env_set_mapsize(s->env, 0))
+    rc = mdb_env_copy2(s->env, dest, MDB_CP_COMPACT);
+  if (rc) {
+    OW_ERROR("store_copy_failed", "dest=%s err=\"%s\"", dest, mdb_strerror(rc));
+    return lmdb_err(rc);
+  }
+  char p[4200];
+  snprintf(p, sizeof p, "%s/data.mdb", dest);
+  int fd = open(p, O_RDONLY);
+  if (fd < 0) return -errno;
+  rc = fsync(fd) ? -errno : 0;
+  close(fd);
+  return rc;
+}
+
 static const ow_store_methods lmdb_methods = {
     .scheme = "lmdb",
     .close = lmdb_close,
@@ -162,12 +185,15 @@ static const ow_store_methods lmdb_methods = {
     .get = lmdb_get,
     .scan = lmdb_scan,
     .stat = lmdb_stat,
+    .copy = lmdb_copy,
 };
 
 int ow_store_lmdb_open(ow_store **out, const char *path, const ow_store_options *opt) {
   *out = NULL;
   if (!*path) return OW_E_INVAL;
-  if (mkdir(path, 0755) && errno != EEXIST) return -errno;
+  struct stat st;
+  if (opt->read_only && stat(path, &st)) return -errno; /* never create what is only read */
+  if (!opt->read_only && mkdir(path, 0755) && errno != EEXIST) return -errno;
   lmdb_store *s = ow_calloc(1, sizeof *s);
   s->base.m = &lmdb_methods;
   s->map_size = opt->map_size ? opt->map_size : (1ULL << 30);
@@ -177,7 +203,7 @@ int ow_store_lmdb_open(ow_store **out, const char *path, const ow_store_options 
   if (!rc) rc = mdb_env_set_maxreaders(s->env, 16);
   /* MDB_NOTLS: read transactions are not tied to a thread. The write thread and the loop thread
    * never hold read transactions at the same time as a write. */
-  unsigned flags = MDB_NOTLS | (opt->nosync ? MDB_NOSYNC : 0);
+  unsigned flags = MDB_NOTLS | (opt->nosync ? MDB_NOSYNC : 0) | (opt->read_only ? MDB_RDONLY : 0);
   if (!rc) rc = mdb_env_open(s->env, path, flags, 0644);
   if (rc) {
     OW_ERROR("store_open_failed", "path=%s err=\"%s\"", path, mdb_strerror(rc));
@@ -187,7 +213,7 @@ int ow_store_lmdb_open(ow_store **out, const char *path, const ow_store_options 
     return lmdb_err(rc);
   }
   MDB_txn *txn;
-  rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+  rc = mdb_txn_begin(s->env, NULL, opt->read_only ? MDB_RDONLY : 0, &txn);
   if (!rc) rc = mdb_dbi_open(txn, NULL, 0, &s->dbi);
   if (!rc) rc = mdb_txn_commit(txn);
   if (rc) {

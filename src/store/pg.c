@@ -76,6 +76,7 @@ typedef struct pg_store {
   PGconn *conn;
   char *conninfo;
   bool nosync;
+  bool read_only; /* opened to be read (ow_store_options.read_only): no tables, no writer row */
   int64_t writer; /* this handle's row in ow_writers: its commit number, written in every batch */
   uint64_t seq;   /* the commit number of the last batch this handle committed */
   int failed;     /* the first fatal write error, sticky (see ow_store_write) */
@@ -125,6 +126,17 @@ static int connect_db(pg_store *s, char *err, size_t errlen) {
     if (PQresultStatus(r) != PGRES_COMMAND_OK)
       OW_WARN("store_pg_nosync_refused", "msg=\"%s\"", PQresultErrorMessage(r));
     PQclear(r);
+  }
+  if (s->read_only) {
+    /* The server refuses every write of this session, whatever a bug here might send. */
+    PGresult *r = PQexec(s->conn, "SET default_transaction_read_only = on");
+    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    PQclear(r);
+    if (!ok) {
+      if (err) snprintf(err, errlen, "cannot make the session read-only");
+      disconnect(s);
+      return LOST;
+    }
   }
   return 0;
 }
@@ -417,6 +429,8 @@ static int resolve(pg_store *s, bool *committed) {
 
 static int pg_write(ow_store *base, const ow_batch *b, const ow_store_cond *cond) {
   pg_store *s = (pg_store *)base;
+  /* As LMDB's MDB_RDONLY environment answers a write transaction. */
+  if (s->read_only) return -EACCES;
   pthread_mutex_lock(&s->mu);
   int rc = s->failed;
   if (!rc) rc = gather(s, b);
@@ -595,7 +609,7 @@ static void pg_close(ow_store *base) {
   pg_store *s = (pg_store *)base;
   /* The writer row only resolves this handle's own lost commits; a crashed process leaves its row
    * behind (a few bytes, harmless). */
-  if (s->conn && PQstatus(s->conn) == CONNECTION_OK) {
+  if (s->writer && s->conn && PQstatus(s->conn) == CONNECTION_OK) {
     char w[24];
     snprintf(w, sizeof w, "%" PRId64, s->writer);
     const char *vals[1] = {w};
@@ -612,7 +626,36 @@ static const ow_store_methods pg_methods = {
     .get = pg_get,
     .scan = pg_scan,
     .stat = pg_stat,
+    /* No copy: ow_store_copy answers -ENOTSUP. A consistent copy of a PostgreSQL store is the
+     * database server's business (pg_dump, or CockroachDB's BACKUP), not a directory this process
+     * could write; docs/storage.md says how. */
+    .copy = NULL,
 };
+
+/* A read-only open creates nothing: the store must exist already (-ENOENT otherwise, as for a
+ * missing LMDB directory) and be of this build's schema version. */
+static int check_schema(pg_store *s, char *err, size_t errlen) {
+  PGresult *r = PQexec(s->conn, SQL_GET_FORMAT);
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    bool missing = st && !strcmp(st, "42P01"); /* undefined_table */
+    int rc = missing ? -ENOENT : result_err(s, r);
+    if (err) {
+      const char *m = PQresultErrorMessage(r);
+      if (missing) snprintf(err, errlen, "the database holds no otherworld store");
+      else snprintf(err, errlen, "reading the schema version failed: %.*s", (int)strcspn(m, "\n"), m);
+    }
+    PQclear(r);
+    return rc == LOST || rc == OW_E_RETRY ? OW_E_STORE : rc;
+  }
+  long long found = PQntuples(r) == 1 ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : -1;
+  PQclear(r);
+  if (found == PG_SCHEMA_VERSION) return 0;
+  if (err)
+    snprintf(err, errlen, "the database holds an otherworld store of schema version %lld; this "
+             "build reads version %d only", found, PG_SCHEMA_VERSION);
+  return OW_E_VERSION;
+}
 
 /* Creates the tables if missing and checks the schema version, in one transaction. */
 static int prepare_schema(pg_store *s, char *err, size_t errlen) {
@@ -660,11 +703,12 @@ int ow_store_pg_open(ow_store **out, const char *conninfo, const ow_store_option
   pthread_mutex_init(&s->mu, NULL);
   s->conninfo = ow_strdup(conninfo);
   s->nosync = opt && opt->nosync;
+  s->read_only = opt && opt->read_only;
   ow_buf_init(&s->ka);
   ow_buf_init(&s->va);
   int rc = connect_db(s, err, errlen) ? OW_E_STORE : 0;
-  if (!rc) rc = prepare_schema(s, err, errlen);
-  if (!rc) {
+  if (!rc) rc = s->read_only ? check_schema(s, err, errlen) : prepare_schema(s, err, errlen);
+  if (!rc && !s->read_only) {
     /* A random id for this handle's commit number (63 bits: INT8 is signed). */
     uint64_t w = 0;
     while (!w) {

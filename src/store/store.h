@@ -20,6 +20,8 @@ typedef struct ow_store_options {
   uint64_t map_size; /* initial LMDB map size in bytes; grows by doubling when full */
   bool nosync;       /* MDB_NOSYNC: the operator accepts losing the last commits on power loss
                         (a process crash still loses nothing) */
+  bool read_only;    /* open an existing store for reading only (backups, verify); it may be in
+                        use by a running server at the same time (LMDB's lock file) */
 } ow_store_options;
 
 /* Opens (creating if needed) the LMDB store in opt->path. The caller owns *out. */
@@ -32,6 +34,13 @@ int ow_store_open_uri(ow_store **out, const char *uri, const ow_store_options *o
 void ow_store_close(ow_store *s);
 /* The scheme of the implementation behind s ("lmdb"), for logs and /status. */
 const char *ow_store_scheme(const ow_store *s);
+/* Whether ow_store_copy can copy s (false: it answers -ENOTSUP), so that a backup on a store that
+ * cannot be copied is refused before anything is made. */
+bool ow_store_can_copy(const ow_store *s);
+/* A copy of a store URI fit for logs and /status: every password (a conninfo's password=, a URL's
+ * user:password@ and ?password=) replaced by "***", the rest as written. The caller frees it with
+ * ow_free. */
+char *ow_store_uri_redact(const char *uri);
 
 /* A batch of operations, applied in order by ow_store_write(). Encoded in one flat buffer:
  * [u8 op][u32 klen][key][u32 vlen][value] (value only for puts). */
@@ -84,6 +93,12 @@ int ow_store_write_if(ow_store *s, const ow_batch *b, const ow_store_cond *cond)
  * but will fail the same way again. */
 bool ow_store_error_retryable(int rc);
 
+/* Writes a consistent, compacted copy of the store as of its last commit into directory dest
+ * (created; it must not hold a store already: -EEXIST), durably (fsynced), while writes go on.
+ * The copy is made under dest + ".tmp" and renamed into place, so dest either holds a whole copy
+ * or does not exist. -ENOTSUP for an implementation that cannot copy itself. */
+int ow_store_copy(ow_store *s, const char *dest);
+
 /* Reads one value into out (replacing its contents). OW_E_NOT_FOUND if absent. */
 int ow_store_get(ow_store *s, const void *k, size_t kl, ow_buf *out);
 
@@ -117,8 +132,8 @@ void ow_key_entity(uint8_t out[OW_KEY_ENTITY_LEN], int32_t x, int32_t z, uint64_
 bool ow_key_parse_entity(const uint8_t *k, size_t kl, int32_t *x, int32_t *z, uint64_t *id);
 /* Writes the 9-byte key of prefix tag + big-endian id (frames, sessions, players). */
 void ow_key_id(uint8_t out[OW_KEY_ID_LEN], uint8_t tag, uint64_t id);
-/* Writes the region prefix: 'R' be32(x) be32(z) is 9 bytes, and out[9] = 'E' makes the 10-byte
- * prefix of the region's entity keys. */
+/* Writes the 10-byte prefix of a region's entity keys: 'R', be32(x ^ 2^31), be32(z ^ 2^31), 'E'
+ * (the flipped sign bit sorts negative cells before positive ones). */
 void ow_key_region_prefix(uint8_t out[10], int32_t x, int32_t z);
 
 #endif

@@ -17,6 +17,9 @@ typedef struct ow_store_methods {
   int (*get)(ow_store *s, const void *k, size_t kl, ow_buf *out);
   int (*scan)(ow_store *s, const void *prefix, size_t pl, ow_scan_fn fn, void *ud);
   int (*stat)(ow_store *s, uint64_t *entries, uint64_t *bytes);
+  /* Writes a consistent copy into the directory dest, which exists and is empty (see
+   * ow_store_copy; store.c makes the directory and renames it into place). NULL: -ENOTSUP. */
+  int (*copy)(ow_store *s, const char *dest);
 } ow_store_methods;
 
 struct ow_store {

@@ -295,16 +295,19 @@ static int act_destroy(ow_world *w, ow_id account, ow_entity *av, const ow_actio
 
 /* ---- the action table ---------------------------------------------------------------------------- */
 
-/* The built-in rows. Their arguments are the whole fixed layout of ow_action_encode. */
+/* The built-in rows. Their arguments are the fixed layout of the codec (src/proto/wire.h), already
+ * decoded into the action's named fields. */
+#define B OW_ACTION_BUILTIN_ARGS
 static const ow_action_row builtin[] = {
-    {OW_ACT_MOVE, "move", OW_ACTION_ARGS_SIZE, act_move},
-    {OW_ACT_HARVEST, "harvest", OW_ACTION_ARGS_SIZE, act_harvest},
-    {OW_ACT_BUILD, "build", OW_ACTION_ARGS_SIZE, act_build},
-    {OW_ACT_CRAFT, "craft", OW_ACTION_ARGS_SIZE, act_craft},
-    {OW_ACT_TRANSFER, "transfer", OW_ACTION_ARGS_SIZE, act_transfer},
-    {OW_ACT_INTERACT, "interact", OW_ACTION_ARGS_SIZE, act_interact},
-    {OW_ACT_DESTROY, "destroy", OW_ACTION_ARGS_SIZE, act_destroy},
+    {OW_ACT_MOVE, "move", B, act_move, B},
+    {OW_ACT_HARVEST, "harvest", B, act_harvest, B},
+    {OW_ACT_BUILD, "build", B, act_build, B},
+    {OW_ACT_CRAFT, "craft", B, act_craft, B},
+    {OW_ACT_TRANSFER, "transfer", B, act_transfer, B},
+    {OW_ACT_INTERACT, "interact", B, act_interact, B},
+    {OW_ACT_DESTROY, "destroy", B, act_destroy, B},
 };
+#undef B
 
 void world_actions_init(ow_world *w) {
   for (size_t i = 0; i < sizeof builtin / sizeof builtin[0]; i++) {
@@ -316,7 +319,7 @@ void world_actions_init(ow_world *w) {
 
 int ow_world_action_register(ow_world *w, const ow_action_row *row) {
   if (!row || row->type == 0 || !row->apply || !row->name || !row->name[0] ||
-      row->arg_size > OW_ACTION_ARGS_SIZE)
+      row->arg_size > OW_ACTION_ARGS_MAX || row->arg_min > row->arg_size)
     return OW_E_INVAL;
   for (size_t t = 0; t < 256; t++)
     if (w->actions[t].apply && (t == row->type || !strcmp(w->actions[t].name, row->name)))
@@ -340,6 +343,8 @@ int ow_world_apply(ow_world *w, ow_id account, ow_id avatar, const ow_action *a,
     rc = OW_E_NO_AVATAR;
   else if (!row->apply)
     rc = OW_E_UNKNOWN_ACTION;
+  else if (ow_action_size(a) - 1 < row->arg_min || ow_action_size(a) - 1 > row->arg_size)
+    rc = OW_E_INVAL; /* checked here, so that no row reads past the arguments it was given */
   else {
     /* All or nothing is the engine's: whatever a failing row changed is rolled back. */
     world_savepoint sp;
@@ -357,29 +362,3 @@ int ow_world_apply(ow_world *w, ow_id account, ow_id avatar, const ow_action *a,
   res->code = rc;
   return rc;
 }
-
-/* ---- action encoding ---------------------------------------------------------------------------- */
-
-void ow_action_encode(const ow_action *a, ow_buf *out) {
-  ow_buf_u8(out, a->type);
-  ow_buf_u16(out, a->kind);
-  ow_buf_u64(out, a->target);
-  ow_buf_u64(out, a->dest);
-  ow_buf_u32(out, a->count);
-  for (int i = 0; i < 3; i++) ow_buf_f32(out, a->xf.pos[i]);
-  for (int i = 0; i < 4; i++) ow_buf_f32(out, a->xf.rot[i]);
-  for (int i = 0; i < 3; i++) ow_buf_f32(out, a->xf.scale[i]);
-}
-
-int ow_action_decode(ow_reader *r, ow_action *a) {
-  a->type = ow_rd_u8(r);
-  a->kind = ow_rd_u16(r);
-  a->target = ow_rd_u64(r);
-  a->dest = ow_rd_u64(r);
-  a->count = ow_rd_u32(r);
-  for (int i = 0; i < 3; i++) a->xf.pos[i] = ow_rd_f32(r);
-  for (int i = 0; i < 4; i++) a->xf.rot[i] = ow_rd_f32(r);
-  for (int i = 0; i < 3; i++) a->xf.scale[i] = ow_rd_f32(r);
-  return r->err;
-}
-

@@ -547,19 +547,6 @@ size_t ow_world_pending(const ow_world *w, size_t *stream_pending) {
   return w->dirty.len + w->tombs.len;
 }
 
-void ow_result_encode(const ow_result *res, ow_buf *out) {
-  ow_buf_i32(out, res->code);
-  ow_buf_u64(out, res->entity);
-  ow_buf_u32(out, res->count);
-}
-
-int ow_result_decode(ow_reader *r, ow_result *res) {
-  res->code = ow_rd_i32(r);
-  res->entity = ow_rd_u64(r);
-  res->count = ow_rd_u32(r);
-  return r->err;
-}
-
 /* ---- records ------------------------------------------------------------------------------------ */
 
 enum { RECORD_VERSION = 1 };

@@ -14,8 +14,8 @@
 #include "content/content.h"
 #include "core/core.h"
 #include "otherworld/protocol.h"
-
-typedef uint64_t ow_id;
+#include "otherworld/wire.h" /* ow_id, ow_action, ow_result */
+#include "proto/wire.h"      /* their codec: ow_action_encode, ow_result_encode */
 /* Ids are handed out one by one from 1 and never come near this bound: a larger stored id (or next
  * id) is corruption and is refused at recovery, which leaves the counter 2^62 ids of headroom
  * before it could wrap to 0, the id of a free slot (spawning asserts it never does). */
@@ -60,34 +60,6 @@ typedef struct ow_props {
   ow_prop p[];
 } ow_props;
 
-typedef struct ow_action {
-  uint8_t type;  /* OW_ACT_* (include/otherworld/protocol.h) */
-  uint16_t kind; /* build: structure type id; craft: recipe id */
-  ow_id target;  /* the entity acted on */
-  ow_id dest;    /* transfer: destination container */
-  uint32_t count; /* transfer: units */
-  ow_transform xf; /* move, build */
-} ow_action;
-
-/* The fixed 63-byte encoding of an action (little-endian), used by frame records and the wire
- * protocol's ACTION: u8 type, u16 kind, u64 target, u64 dest, u32 count, f32 pos[3], rot[4],
- * scale[3]. decode returns the reader's sticky error. */
-void ow_action_encode(const ow_action *a, ow_buf *out);
-int ow_action_decode(ow_reader *r, ow_action *a);
-
-typedef struct ow_result {
-  int32_t code;   /* 0 or a negative OW_E_* reason; nothing changed when negative */
-  ow_id entity;   /* created or receiving entity (build, harvest, craft, transfer), else target */
-  uint32_t count; /* units yielded, crafted or moved */
-} ow_result;
-
-/* The fixed 16-byte encoding of a result (little-endian), used by the zone's remembered results
- * and frame records and by the wire protocol's APPLIED: i32 code, u64 entity, u32 count. decode
- * returns the reader's sticky error. */
-#define OW_RESULT_SIZE 16
-void ow_result_encode(const ow_result *res, ow_buf *out);
-int ow_result_decode(ow_reader *r, ow_result *res);
-
 /* Creates an empty world over `content`, which must outlive it. */
 ow_world *ow_world_create(const ow_world_config *cfg, ow_content *content);
 void ow_world_destroy(ow_world *w);
@@ -126,32 +98,36 @@ int ow_world_give(ow_world *w, ow_id container, uint16_t item, uint32_t n, ow_id
 const ow_prop *ow_world_prop(const ow_entity *e, uint16_t key);
 
 /* Actions are rows of the world's action table (Redis's command table): the seven built-in ones
- * (OW_ACT_*) are registered by ow_world_create; a later action (a Lua script, say) adds its own row.
- * A row names the action, says how many bytes of arguments it reads and applies it. Every action
- * still travels in the fixed layout of ow_action_encode, so arg_size is at most
- * OW_ACTION_ARGS_SIZE, the bytes after the type (the built-in rows read them all). */
-#define OW_ACTION_ARGS_SIZE 62
+ * (OW_ACT_*) are registered by ow_world_create; a later action (a Lua script, say) adds its own row
+ * with a type id from OW_ACT_MAX_ to 255. An action is a type and an argument byte string
+ * (ow_action in otherworld/wire.h): a row declares how many argument bytes it accepts, arg_min to
+ * arg_size, and ow_world_apply refuses an action outside that range with OW_E_INVAL before the row
+ * runs. The built-in rows take exactly OW_ACTION_BUILTIN_ARGS, the fixed layout that the codec has
+ * already decoded into the action's named fields; any other row reads a->args[0..a->nargs) and
+ * validates their content itself. */
 typedef struct ow_action_row {
-  uint8_t type;     /* 1..255: the action's type id, unique in the world */
-  const char *name; /* unique, non-empty, e.g. "move": must outlive the world (not copied) */
-  uint16_t arg_size;
+  uint8_t type;      /* 1..255: the action's type id, unique in the world */
+  const char *name;  /* unique, non-empty, e.g. "move": must outlive the world (not copied) */
+  uint16_t arg_size; /* the most argument bytes the row accepts, at most OW_ACTION_ARGS_MAX */
   /* Validates and applies `a` for `account`, whose avatar (owned by account) is `avatar`. Returns
    * 0 and fills res->entity and res->count, or a negative OW_E_* reason. A row outside the world
    * module reads `avatar` and changes the world only through the ow_world_* functions; a failing
-   * row must leave the world as it found it. */
+   * row must leave the world as it found it. a->args is valid during the call only. */
   int (*apply)(ow_world *w, ow_id account, ow_entity *avatar, const ow_action *a, ow_result *res);
+  uint16_t arg_min; /* the fewest argument bytes the row accepts (0 when left out) */
 } ow_action_row;
 
 /* Adds a row to w's action table; the row is copied (its name is not). Returns 0, or OW_E_INVAL and
  * changes nothing when the row is bad (type 0, no name or apply, arg_size above
- * OW_ACTION_ARGS_SIZE) or its type id or name is taken (built-in rows included). */
+ * OW_ACTION_ARGS_MAX or below arg_min) or its type id or name is taken (built-in rows included). */
 int ow_world_action_register(ow_world *w, const ow_action_row *row);
 /* The row of an action type, or NULL. Valid until the world is destroyed. */
 const ow_action_row *ow_world_action_row(const ow_world *w, uint8_t type);
 
 /* Applies one action for `account` whose avatar is `avatar` through its row. Always fills *res;
  * returns res->code: OW_E_NO_AVATAR when avatar is not account's, OW_E_UNKNOWN_ACTION for a type
- * with no row, else the row's result. On failure nothing in the world changed. */
+ * with no row, OW_E_INVAL for argument bytes outside the row's arg_min..arg_size, else the row's
+ * result. On failure nothing in the world changed. */
 int ow_world_apply(ow_world *w, ow_id account, ow_id avatar, const ow_action *a, ow_result *res);
 
 /* Latest-value-wins transform stream (avatar pose, held objects): validated like a move, applied

@@ -8,6 +8,9 @@
 #include "otherworld/protocol.h"
 
 enum { FORMAT_VERSION = 1 };
+/* The frame record's version byte. Version 1 (before variable-length actions) had none and began
+ * with the frame number, so recovery tells them apart by that number (see scan_frame). */
+enum { FRAME_RECORD_V2 = 2 };
 
 /* Entity ids handed out after the last durable frame are lost with a crash, but clients may have
  * seen them in APPLIED replies. The store therefore keeps a high-water mark this far ahead of the
@@ -35,6 +38,9 @@ struct ow_zone_commit {
   uint64_t sealed_ns;
   uint32_t retries; /* writes retried after a retryable store error (ow_zone_commit_run) */
   OW_VEC(ow_applied) actions;
+  /* The argument bytes of the frame's actions that are not built-in (the caller's copy is gone
+   * once ow_zone_act returns), one ow_malloc block each; actions[i].action.args points into them. */
+  OW_VEC(uint8_t *) args;
   OW_VEC(ow_id) changed;
   ow_buf scratch;
 };
@@ -159,12 +165,16 @@ static void commit_reset(ow_zone_commit *c) {
   }
   if (c->actions.cap > 65536 && c->actions.cap > 4 * c->actions.len) OW_VEC_FREE(c->actions);
   if (c->changed.cap > 65536 && c->changed.cap > 4 * c->changed.len) OW_VEC_FREE(c->changed);
+  for (size_t i = 0; i < c->args.len; i++) ow_free(c->args.v[i]);
+  c->args.len = 0;
   ow_batch_reset(&c->batch);
   c->actions.len = 0;
   c->changed.len = 0;
 }
 
 static void commit_deinit(ow_zone_commit *c) {
+  for (size_t i = 0; i < c->args.len; i++) ow_free(c->args.v[i]);
+  OW_VEC_FREE(c->args);
   ow_batch_deinit(&c->batch);
   OW_VEC_FREE(c->actions);
   OW_VEC_FREE(c->changed);
@@ -271,16 +281,19 @@ int ow_zone_commit_begin(ow_zone *z, bool checkpoint, ow_zone_commit **out) {
   }
   z->dirty_players.len = 0;
 
-  /* The frame record: the inputs with their results, and the ids of the resulting delta. */
+  /* The frame record (version 2, docs/storage.md): the inputs with their results, and the ids of
+   * the resulting delta. Each action is length-prefixed, so an action of any row fits. */
   ow_key_id(k, OW_KEY_FRAME, c->frame);
   ow_batch_put_begin(&c->batch, k, sizeof k);
   ow_buf *o = &c->batch.ops;
+  ow_buf_u8(o, FRAME_RECORD_V2);
   ow_buf_u64(o, c->frame);
   ow_buf_u32(o, (uint32_t)c->actions.len);
   for (size_t i = 0; i < c->actions.len; i++) {
     const ow_applied *a = &c->actions.v[i];
     ow_buf_u64(o, a->session);
     ow_buf_u64(o, a->seq);
+    ow_buf_u16(o, (uint16_t)ow_action_size(&a->action));
     ow_action_encode(&a->action, o);
     ow_result_encode(&a->result, o);
   }
@@ -465,6 +478,16 @@ int ow_zone_act(ow_zone *z, uint64_t sid, uint64_t seq, const ow_action *a, ow_r
   mark_session(z, s);
   ow_applied ap = {.session = sid, .seq = seq, .action = *a, .result = *res, .evicted = evicted,
                     .evicted_frame = evicted_frame};
+  /* The caller's argument bytes are gone once this returns; the frame keeps a copy. */
+  ap.action.args = NULL;
+  if (ow_action_builtin(a->type)) {
+    ap.action.nargs = 0;
+  } else if (a->nargs) {
+    uint8_t *copy = ow_malloc(a->nargs);
+    memcpy(copy, a->args, a->nargs);
+    OW_VEC_PUSH(c->args, copy);
+    ap.action.args = copy;
+  }
   OW_VEC_PUSH(c->actions, ap);
   *frame = c->frame;
   return 0;
@@ -635,21 +658,31 @@ typedef struct log_ctx {
   void *ud;
 } log_ctx;
 
+/* A frame record of either version. Version 1 (written before actions had variable-length
+ * arguments) is u64 frame, u32 n, n x (u64 session, u64 seq, 63-byte action, result), the changed
+ * ids; its first eight bytes are the frame number of its key. Version 2 is u8 2, then the same
+ * with each action preceded by its u16 length. A version 2 record never passes for version 1: its
+ * first eight bytes read as 2 + 256 x frame, which is not the frame for any frame below 2^56. */
 static int scan_frame(void *ud, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl) {
   log_ctx *x = ud;
+  if (kl != OW_KEY_ID_LEN) return OW_E_CORRUPT;
+  uint64_t key_frame = ow_be64_read(k + 1);
   ow_reader r;
   ow_reader_init(&r, v, vl);
+  ow_reader peek = r;
+  bool v1 = ow_rd_u64(&peek) == key_frame && !peek.err;
+  if (!v1 && ow_rd_u8(&r) != FRAME_RECORD_V2) return OW_E_CORRUPT;
   uint64_t frame = ow_rd_u64(&r);
   uint32_t n = ow_rd_u32(&r);
-  if (kl != OW_KEY_ID_LEN || r.err || frame != ow_be64_read(k + 1)) return OW_E_CORRUPT;
+  if (r.err || frame != key_frame) return OW_E_CORRUPT;
   if (!n) return x->fn(x->ud, frame, NULL);
   for (uint32_t i = 0; i < n; i++) {
-    ow_applied a;
+    ow_applied a = {0};
     a.session = ow_rd_u64(&r);
     a.seq = ow_rd_u64(&r);
-    ow_action_decode(&r, &a.action);
-    ow_result_decode(&r, &a.result);
-    if (r.err) return OW_E_CORRUPT;
+    size_t len = v1 ? 1 + OW_ACTION_BUILTIN_ARGS : ow_rd_u16(&r);
+    if (r.err || ow_action_decode(&r, len, &a.action) || ow_result_decode(&r, &a.result))
+      return OW_E_CORRUPT;
     int rc = x->fn(x->ud, frame, &a);
     if (rc) return rc;
   }

@@ -20,7 +20,9 @@ typedef struct ow_zone_config {
   uint64_t frame_log_keep; /* frames kept in the store's frame log; 0 keeps all */
 } ow_zone_config;
 
-/* One action as applied: who sent it, its sequence number, the action and its result. */
+/* One action as applied: who sent it, its sequence number, the action and its result. The action's
+ * argument bytes (a type that is not built-in) belong to the zone and stay valid as long as the
+ * ow_applied does (the frame's callback, a frame log visit). */
 typedef struct ow_applied {
   uint64_t session, seq;
   ow_action action;
@@ -63,7 +65,8 @@ int ow_zone_session(ow_zone *z, uint64_t session, ow_id *account, ow_id *avatar,
 
 /* Applies one action exactly once. seq must grow strictly per session (gaps allowed); a seq already
  * seen returns the original result (and *replayed = true) and changes nothing. Fills *res and
- * *frame (the frame the action belongs to; durable once ow_zone_durable_frame() >= *frame).
+ * *frame (the frame the action belongs to; durable once ow_zone_durable_frame() >= *frame). The
+ * action's argument bytes (a->args) are copied for the frame: the caller's may go on return.
  * Returns 0 when the action was processed (its own outcome is in res->code), OW_E_NO_SESSION,
  * OW_E_INVAL (seq 0), OW_E_SEQ_TOO_OLD (seq older than the replay window) or OW_E_STORE_FAILED
  * (a write failed earlier: the action is not applied and its seq stays free; replays of applied

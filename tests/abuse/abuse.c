@@ -48,6 +48,7 @@
 #include <unistd.h>
 
 #include "otherworld/client.h"
+#include "proto/proto.h"
 #include "support.h"
 
 #ifndef IP_BIND_ADDRESS_NO_PORT

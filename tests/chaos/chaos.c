@@ -1096,12 +1096,14 @@ static int scan_frame(void *ud, const uint8_t *k, size_t kl, const uint8_t *v, s
   flog *l = ud;
   ow_reader r;
   ow_reader_init(&r, v, vl);
+  if (ow_rd_u8(&r) != 2) return OW_E_CORRUPT; /* frame record version 2 (docs/storage.md) */
   lframe f = {.frame = ow_rd_u64(&r)};
   uint32_t n = ow_rd_u32(&r);
   if (kl != 9 || f.frame != ow_be64_read(k + 1)) return OW_E_CORRUPT;
   for (uint32_t i = 0; i < n && !r.err; i++) {
     lact a = {.session = ow_rd_u64(&r), .seq = ow_rd_u64(&r), .frame = f.frame};
-    ow_action_decode(&r, &a.a);
+    size_t len = ow_rd_u16(&r);
+    if (ow_action_decode(&r, len, &a.a)) return OW_E_CORRUPT;
     a.r.code = ow_rd_i32(&r);
     a.r.entity = ow_rd_u64(&r);
     a.r.count = ow_rd_u32(&r);

@@ -31,6 +31,7 @@ static void rec_encode(const cr_rec *r, ow_buf *b) {
   ow_buf_i32(b, r->res.code);
   ow_buf_u64(b, r->res.entity);
   ow_buf_u32(b, r->res.count);
+  ow_buf_u16(b, (uint16_t)ow_action_size(&r->action)); /* as a frame record frames it */
   ow_action_encode(&r->action, b);
   OW_ASSERT(b->len - start <= CR_REC_SIZE - 4);
   while (b->len - start < CR_REC_SIZE - 4) ow_buf_u8(b, 0);
@@ -55,7 +56,8 @@ static bool rec_decode(const uint8_t *p, cr_rec *r) {
   r->res.code = ow_rd_i32(&rd);
   r->res.entity = ow_rd_u64(&rd);
   r->res.count = ow_rd_u32(&rd);
-  ow_action_decode(&rd, &r->action);
+  size_t alen = ow_rd_u16(&rd);
+  if (rd.err || ow_action_decode(&rd, alen, &r->action)) return false;
   return !rd.err && r->type >= CR_SESSION && r->type <= CR_ERROR;
 }
 

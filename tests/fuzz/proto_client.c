@@ -177,8 +177,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       ow_reader r;
       ow_reader_init(&r, p, got);
       ow_action a;
-      ow_action_decode(&r, &a);
-      ow_client_action(s.c, &a, NULL);
+      /* A built-in type needs all 63 bytes; any other type takes what there is as arguments. */
+      if (!ow_action_decode(&r, got, &a)) ow_client_action(s.c, &a, NULL);
     } else if (op == 0xf2) {
       ow_client_hello(s.c, "fuzz");
       ow_client_ping(s.c, 12345);

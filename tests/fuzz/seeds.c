@@ -92,6 +92,12 @@ static void msg(ow_buf *b, uint8_t type, uint32_t req) {
   ow_proto_encode(b, &m);
 }
 
+/* One action as a version 2 frame record holds it: u16 length, then the action. */
+static void framed(ow_buf *b, const ow_action *a) {
+  ow_buf_u16(b, (uint16_t)ow_action_size(a));
+  ow_action_encode(a, b);
+}
+
 static void action(ow_buf *b, uint32_t req, uint64_t seq, uint8_t type, uint16_t kind, ow_id target,
                    ow_id dest, uint32_t count, float x, float z) {
   ow_msg m = {.type = OW_MSG_ACTION, .req = req};
@@ -198,6 +204,19 @@ static void seeds_proto_server(void) {
   action(&b, req++, seq++, OW_ACT_BUILD, (uint16_t)ow_content_type_id(c, "cart", 4), 0, 0, 0, -2, 0);
   write_buf(T, "harvest-craft-build", &b);
 
+  /* ACTION of a type without a built-in layout: no, a few and the most argument bytes. */
+  b.len = 0;
+  static uint8_t own_args[OW_ACTION_ARGS_MAX];
+  memset(own_args, 0x5a, sizeof own_args);
+  const uint16_t own_n[] = {0, 5, OW_ACTION_ARGS_MAX};
+  for (size_t i = 0; i < 3; i++) {
+    m = (ow_msg){.type = OW_MSG_ACTION, .req = req++};
+    m.u.action.seq = seq++;
+    m.u.action.action = (ow_action){.type = 100, .nargs = own_n[i], .args = own_args};
+    ow_proto_encode(&b, &m);
+  }
+  write_buf(T, "action-own-layout", &b);
+
   b.len = 0;
   pose(&b, 0, 0, 0, 2);
   pose(&b, 7, 0, 0.5f, 2);
@@ -239,39 +258,55 @@ static void seeds_proto_server(void) {
   const uint8_t badutf[] = {OW_MSG_CHAT, 9, 0, 1, 0, 0, 0, 3, 0, 0xc0, 0x80, 'a'};
   write_seed(T, "chat-overlong-utf8", badutf, sizeof badutf);
 
-  /* The action codec alone: every seed action back to back. */
+  /* The action codec alone: every seed action back to back, framed as in a frame record. */
   b.len = 0;
   ow_action a = {.type = OW_ACT_HARVEST, .target = tree};
   ow_transform_identity(&a.xf);
-  ow_action_encode(&a, &b);
+  framed(&b, &a);
   a = (ow_action){.type = OW_ACT_TRANSFER, .target = plank, .dest = chest, .count = 1};
   ow_transform_identity(&a.xf);
-  ow_action_encode(&a, &b);
+  framed(&b, &a);
   a = (ow_action){.type = OW_ACT_BUILD, .kind = (uint16_t)ow_content_type_id(c, "wall", 4)};
   ow_transform_identity(&a.xf);
   a.xf.pos[0] = 1;
-  ow_action_encode(&a, &b);
+  framed(&b, &a);
   a = (ow_action){.type = OW_ACT_INTERACT, .target = cart};
   ow_transform_identity(&a.xf);
-  ow_action_encode(&a, &b);
+  framed(&b, &a);
   a = (ow_action){.type = OW_ACT_MOVE, .target = fw.avatar};
   ow_transform_identity(&a.xf);
   a.xf.pos[0] = 3;
-  ow_action_encode(&a, &b);
+  framed(&b, &a);
   a = (ow_action){.type = OW_ACT_DESTROY, .target = wall};
   ow_transform_identity(&a.xf);
-  ow_action_encode(&a, &b);
+  framed(&b, &a);
   write_buf("action", "fixture-actions", &b);
   b.len = 0;
   for (int i = 0; i < 4; i++) {
     a = (ow_action){.type = OW_ACT_HARVEST, .target = tree};
     ow_transform_identity(&a.xf);
-    ow_action_encode(&a, &b);
+    framed(&b, &a);
   }
   a = (ow_action){.type = OW_ACT_CRAFT};
   ow_transform_identity(&a.xf);
-  ow_action_encode(&a, &b);
+  framed(&b, &a);
   write_buf("action", "harvest-craft", &b);
+  /* The fuzz target's own row (type 200, 4 to 16 argument bytes): in range, too short, too long,
+   * then a row-less type with the most argument bytes an action may have. */
+  static uint8_t args[OW_ACTION_ARGS_MAX];
+  memset(args, 7, sizeof args);
+  b.len = 0;
+  a = (ow_action){.type = 200, .nargs = 4, .args = args};
+  framed(&b, &a);
+  a.nargs = 16;
+  framed(&b, &a);
+  a.nargs = 3;
+  framed(&b, &a);
+  a.nargs = 17;
+  framed(&b, &a);
+  a = (ow_action){.type = 201, .nargs = OW_ACTION_ARGS_MAX, .args = args};
+  framed(&b, &a);
+  write_buf("action", "own-layout", &b);
 
   ow_buf_deinit(&b);
   fuzz_world_free(&fw);

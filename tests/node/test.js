@@ -809,6 +809,10 @@ describe('otherworld protocol (client written from docs/protocol.md)', () => {
     C.seq = 4n; // 5 next: a gap, so 3 is skipped
     const nf = await act(C, { action: ACT.HARVEST, target: 0x7fffffff00000002n }, 'harvest unknown entity');
     assert.equal(nf.code, D.NOT_FOUND, `unknown entity: ${errName(nf.code)}`);
+    // ACTION of a type that is not built-in: the type, then its own argument bytes (the body's
+    // length delimits them). The server has no row for 200: applied as refused, not a protocol error.
+    const own = await act(C, { action: 200, args: Buffer.from('five!') }, 'ACTION type 200 with 5 argument bytes');
+    assert.equal(own.code, D.UNKNOWN_ACTION, `type without a row: ${errName(own.code)}`);
     const old = await C.requestAny((req) => enc.action({ req, seq: 3n, action: ACT.HARVEST, target: 1n }), MSG.APPLIED, 'ACTION skipped seq 3');
     assert.equal(old.type, MSG.ERROR, describeMsg(old));
     assert.equal(old.code, D.SEQ_TOO_OLD, `skipped seq: ${errName(old.code)}`);

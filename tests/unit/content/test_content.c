@@ -136,6 +136,32 @@ static void test_seed_items(void **state) {
                "'inv' is not an item type");
 }
 
+/* bench/keynote seeds 10,000,000 coins per account in one stack (keynote-2's balance): stack_max
+ * and a seeded count go up to 1,000,000,000, one more is refused; costs and recipes keep their
+ * 1,000,000 limit. */
+static void test_big_stacks(void **state) {
+  (void)state;
+  const char *j = "{\"format\":1,\"types\":[{\"name\":\"coin\",\"kind\":\"item\",\"stack_max\":"
+                  "1000000000},{\"name\":\"av\",\"kind\":\"avatar\"},{\"name\":\"inv\",\"kind\":"
+                  "\"container\",\"slots\":1}],\"avatar\":\"av\",\"inventory\":\"inv\",\"world\":{"
+                  "\"spawn\":[0,0,0],\"entities\":[{\"type\":\"inv\",\"pos\":[5,0,5],\"items\":"
+                  "{\"coin\":1000000000}}]}}";
+  ow_content *c;
+  char err[256];
+  assert_int_equal(ow_content_load_string(j, strlen(j), &c, err, sizeof err), 0);
+  assert_int_equal(c->types[ow_content_type_id(c, "coin", 4)].stack_max, 1000000000u);
+  assert_int_equal(c->seeds[0].items[0].count, 1000000000u);
+  ow_content_destroy(c);
+  expect_error("{\"format\":1,\"types\":[{\"name\":\"coin\",\"kind\":\"item\",\"stack_max\":"
+               "1000000001}" ",{\"name\":\"av\",\"kind\":\"avatar\"},{\"name\":\"inv\",\"kind\":"
+               "\"container\",\"slots\":4}]" TAIL,
+               "stack_max");
+  expect_error("{\"format\":1,\"types\":[" BASE_TYPES "],\"avatar\":\"av\",\"inventory\":\"inv\","
+               "\"world\":{\"spawn\":[0,0,0],\"entities\":[{\"type\":\"inv\",\"pos\":[0,0,0],"
+               "\"items\":{\"wood\":1000000001}}]}}",
+               "world.entities[0].items.wood: expected a count between 1 and 1000000000");
+}
+
 /* Builds content with one structure type "w" carrying n properties named `first`, p1, p2, ...;
  * `extra` is appended to the type's fields (e.g. ",\"door\":true"). */
 static char *props_content(int n, const char *extra, const char *first) {
@@ -189,6 +215,7 @@ int main(void) {
       cmocka_unit_test(test_minimal_ok),
       cmocka_unit_test(test_errors_name_the_place),
       cmocka_unit_test(test_seed_items),
+      cmocka_unit_test(test_big_stacks),
       cmocka_unit_test(test_props_limit),
       cmocka_unit_test(test_missing_file),
   };

@@ -176,6 +176,96 @@ static void test_malformed(void **state) {
   expect_bad(unknown, 2, "truncated header");
 }
 
+/* ACTION carries a type and its argument bytes; the body length delimits them. */
+static void test_action_args(void **state) {
+  (void)state;
+  ow_buf b;
+  ow_buf_init(&b);
+  static uint8_t args[OW_ACTION_ARGS_MAX];
+  for (size_t i = 0; i < sizeof args; i++) args[i] = (uint8_t)(i * 31 + 7);
+  const uint16_t sizes[] = {0, 1, 5, OW_ACTION_BUILTIN_ARGS, OW_ACTION_ARGS_MAX};
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+    ow_msg m = {.type = OW_MSG_ACTION, .req = 9}, o;
+    m.u.action.seq = 42;
+    m.u.action.action = (ow_action){.type = 100, .nargs = sizes[i], .args = args};
+    roundtrip(&m, &o, &b);
+    assert_int_equal(b.len, OW_MSG_HEADER + 13 + sizes[i]);
+    assert_int_equal(o.u.action.seq, 42);
+    assert_int_equal(o.u.action.action.type, 100);
+    assert_int_equal(o.u.action.action.nargs, sizes[i]);
+    if (sizes[i]) {
+      assert_memory_equal(o.u.action.action.args, args, sizes[i]);
+      /* borrowed: the arguments are the message's own bytes */
+      assert_ptr_equal(o.u.action.action.args, b.data + OW_MSG_HEADER + 13);
+    }
+    assert_true(o.u.action.action.target == 0 && o.u.action.action.kind == 0);
+  }
+
+  /* An ACTION from a client written before variable-length arguments: the fixed 75-byte body,
+   * built by hand here, still decodes to the same built-in action. */
+  uint8_t old[OW_MSG_HEADER + 75] = {OW_MSG_ACTION, 75, 0};
+  ow_buf ob = {0};
+  ow_buf_u32(&ob, 7);                     /* req */
+  ow_buf_u64(&ob, 1000);                  /* seq */
+  ow_buf_u8(&ob, OW_ACT_TRANSFER);        /* type */
+  ow_buf_u16(&ob, 3);                     /* kind */
+  ow_buf_u64(&ob, 0x0102030405060708ULL); /* target */
+  ow_buf_u64(&ob, 99);                    /* dest */
+  ow_buf_u32(&ob, 12);                    /* count */
+  for (int i = 0; i < 10; i++) ow_buf_f32(&ob, (float)i);
+  assert_int_equal(ob.len, 75);
+  memcpy(old + OW_MSG_HEADER, ob.data, 75);
+  ow_buf_deinit(&ob);
+  ow_msg o;
+  size_t used;
+  char err[128];
+  assert_int_equal(ow_proto_decode(old, sizeof old, &used, &o, err, sizeof err), 0);
+  const ow_action *a = &o.u.action.action;
+  assert_int_equal(a->type, OW_ACT_TRANSFER);
+  assert_int_equal(a->kind, 3);
+  assert_true(a->target == 0x0102030405060708ULL && a->dest == 99 && a->count == 12);
+  assert_true(a->xf.pos[0] == 0 && a->xf.rot[3] == 6 && a->xf.scale[2] == 9);
+  assert_int_equal(a->nargs, 0);
+  b.len = 0;
+  ow_proto_encode(&b, &o);
+  assert_int_equal(b.len, sizeof old);
+  assert_memory_equal(b.data, old, sizeof old);
+
+  /* A built-in type with other than its 62 argument bytes is refused; so are arguments beyond
+   * OW_ACTION_ARGS_MAX and an ACTION without a type. */
+  uint8_t big[OW_MSG_HEADER + 13 + OW_ACTION_ARGS_MAX + 1] = {0};
+  for (size_t len = 12; len <= 13 + OW_ACTION_ARGS_MAX + 1; len++) {
+    bool builtin_ok = len == 13 + OW_ACTION_BUILTIN_ARGS;
+    big[0] = OW_MSG_ACTION;
+    big[1] = (uint8_t)len;
+    big[2] = (uint8_t)(len >> 8);
+    big[OW_MSG_HEADER + 12] = OW_ACT_HARVEST;
+    int rc = ow_proto_decode(big, OW_MSG_HEADER + len, &used, &o, err, sizeof err);
+    assert_int_equal(rc, builtin_ok ? 0 : OW_E_PROTO);
+    if (rc) assert_non_null(strstr(err, "ACTION (0x08)"));
+    big[OW_MSG_HEADER + 12] = 200; /* a type without the built-in layout */
+    rc = ow_proto_decode(big, OW_MSG_HEADER + len, &used, &o, err, sizeof err);
+    assert_int_equal(rc, len >= 13 && len <= 13 + OW_ACTION_ARGS_MAX ? 0 : OW_E_PROTO);
+  }
+  big[1] = (uint8_t)(13 + OW_ACTION_ARGS_MAX + 1), big[2] = (uint8_t)((13 + OW_ACTION_ARGS_MAX + 1) >> 8);
+  expect_bad(big, sizeof big, "ACTION (0x08): body of 1038 bytes, expected 13 to 1037");
+  ow_buf_deinit(&b);
+}
+
+/* The message list yields the enum and the codec's names and sizes from one place. */
+static void test_message_table(void **state) {
+  (void)state;
+#define CHECK_NAME(name, num, lo, hi)                   \
+  assert_string_equal(ow_msg_name(OW_MSG_##name), #name); \
+  assert_true((lo) <= (hi) && (hi) <= OW_MSG_MAX_BODY);
+  OW_MSG_MAP(CHECK_NAME)
+#undef CHECK_NAME
+  assert_string_equal(ow_msg_name(0x00), "UNKNOWN");
+  assert_string_equal(ow_msg_name(0x7f), "UNKNOWN");
+  assert_int_equal(OW_MSG_ACTION, 0x08);
+  assert_int_equal(OW_MSG_SERVER_BYE, 0x8c);
+}
+
 static void test_random_bytes_never_crash(void **state) {
   (void)state;
   srand(7);
@@ -261,6 +351,7 @@ int main(void) {
       cmocka_unit_test(test_roundtrip_all),  cmocka_unit_test(test_durable_and_batching),
       cmocka_unit_test(test_malformed),      cmocka_unit_test(test_random_bytes_never_crash),
       cmocka_unit_test(test_quantization),   cmocka_unit_test(test_entity),
+      cmocka_unit_test(test_action_args),    cmocka_unit_test(test_message_table),
   };
   return cmocka_run_group_tests_name("proto", tests, NULL, NULL);
 }

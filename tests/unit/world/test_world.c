@@ -430,12 +430,19 @@ static void test_give(void **state) {
   assert_int_equal(totals[wood], 180);
 }
 
-/* A row added at runtime (as a Lua action will be): plants a tree where the action says. */
+/* A row added at runtime (as a Lua action will be): plants a tree where its arguments say, three
+ * f32 (x, y, z), the row's own layout. */
 static int plant(ow_world *w, ow_id account, ow_entity *avatar, const ow_action *a, ow_result *res) {
   (void)avatar;
+  assert_int_equal(a->nargs, 12); /* the engine checked the row's size */
   int tree = ow_content_type_id(ow_world_content(w), "tree", 4);
+  ow_transform xf;
+  ow_transform_identity(&xf);
+  ow_reader r;
+  ow_reader_init(&r, a->args, a->nargs);
+  for (int i = 0; i < 3; i++) xf.pos[i] = ow_rd_f32(&r);
   ow_id id;
-  int rc = ow_world_spawn(w, (uint16_t)tree, account, 0, &a->xf, &id);
+  int rc = ow_world_spawn(w, (uint16_t)tree, account, 0, &xf, &id);
   if (rc) return rc;
   res->entity = id;
   res->count = 1;
@@ -451,13 +458,14 @@ static void test_action_table(void **state) {
 
   /* Bad rows and taken ids or names are refused, and the table is unchanged. */
   ow_action_row bad[] = {
-      {0, "plant", 0, plant},                         /* type 0 */
-      {100, NULL, 0, plant},                          /* no name */
-      {100, "", 0, plant},                            /* empty name */
-      {100, "plant", 0, NULL},                        /* no function */
-      {100, "plant", OW_ACTION_ARGS_SIZE + 1, plant}, /* arguments larger than the layout */
-      {OW_ACT_MOVE, "plant", 0, plant},               /* a built-in's id */
-      {100, "build", 0, plant},                       /* a built-in's name */
+      {0, "plant", 0, plant, 0},                        /* type 0 */
+      {100, NULL, 0, plant, 0},                         /* no name */
+      {100, "", 0, plant, 0},                           /* empty name */
+      {100, "plant", 0, NULL, 0},                       /* no function */
+      {100, "plant", OW_ACTION_ARGS_MAX + 1, plant, 0}, /* arguments larger than an action's */
+      {100, "plant", 12, plant, 13},                    /* minimum above the maximum */
+      {OW_ACT_MOVE, "plant", 0, plant, 0},              /* a built-in's id */
+      {100, "build", 0, plant, 0},                      /* a built-in's name */
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
     assert_int_equal(ow_world_action_register(f->w, &bad[i]), OW_E_INVAL);
@@ -465,13 +473,29 @@ static void test_action_table(void **state) {
   assert_ptr_equal(ow_world_action_row(f->w, OW_ACT_MOVE)->apply, move->apply);
   assert_int_equal(ow_world_action_register(f->w, NULL), OW_E_INVAL);
 
-  ow_action_row row = {100, "plant", OW_ACTION_ARGS_SIZE, plant};
+  /* The built-in rows take exactly the fixed layout. */
+  assert_int_equal(move->arg_min, OW_ACTION_BUILTIN_ARGS);
+  assert_int_equal(move->arg_size, OW_ACTION_BUILTIN_ARGS);
+
+  ow_action_row row = {.type = 100, .name = "plant", .arg_min = 12, .arg_size = 12, .apply = plant};
   assert_int_equal(ow_world_action_register(f->w, &row), 0);
   assert_int_equal(ow_world_action_register(f->w, &row), OW_E_INVAL); /* now taken */
   size_t n = ow_world_count(f->w);
-  ow_action a = {.type = 100};
-  ow_transform_identity(&a.xf);
-  a.xf.pos[0] = 40;
+  uint8_t args[13];
+  ow_buf ab = {0};
+  ow_buf_f32(&ab, 40), ow_buf_f32(&ab, 0), ow_buf_f32(&ab, 0), ow_buf_u8(&ab, 0xee);
+  memcpy(args, ab.data, sizeof args);
+  ow_buf_deinit(&ab);
+  ow_action a = {.type = 100, .args = args};
+  /* Arguments outside the row's size are refused before the row runs, and change nothing. */
+  for (uint16_t len = 0; len <= 13; len++) {
+    if (len == 12) continue;
+    a.nargs = len;
+    ow_result bad_r = act(f, f->p1, a);
+    assert_int_equal(bad_r.code, OW_E_INVAL);
+    assert_int_equal(ow_world_count(f->w), n);
+  }
+  a.nargs = 12;
   ow_result r = act(f, f->p1, a);
   assert_int_equal(r.code, 0);
   assert_int_equal(r.count, 1);
@@ -579,7 +603,7 @@ static void test_failed_row_rolls_back(void **state) {
   g = gs;
   prepare(f);
   prepare(g);
-  ow_action_row row = {120, "botch", 0, botch};
+  ow_action_row row = {120, "botch", 0, botch, 0};
   assert_int_equal(ow_world_action_register(f->w, &row), 0);
   botch_fx = f;
   for (int round = 0; round < 2; round++) { /* the second time on a reused undo buffer */

@@ -1,5 +1,6 @@
 /* zone: sessions, exactly-once replays, frames, durability callbacks and recovery. */
 #include <errno.h>
+#include <stdio.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -314,6 +315,352 @@ static void test_failed_commit_is_sticky(void **state) {
   assert_false(replayed);
 }
 
+/* ---- frame records: version 2 and the version 1 written before it ---------------------------- */
+
+/* The frame log as read back: every action with its frame and its argument bytes. */
+typedef struct logged {
+  uint64_t frame, session, seq;
+  ow_action a;
+  uint8_t args[OW_ACTION_ARGS_MAX];
+  ow_result r;
+} logged;
+typedef OW_VEC(logged) logvec;
+
+static int collect(void *ud, uint64_t frame, const ow_applied *a) {
+  logvec *v = ud;
+  if (!a) return 0;
+  logged l = {.frame = frame, .session = a->session, .seq = a->seq, .a = a->action, .r = a->result};
+  if (a->action.nargs) memcpy(l.args, a->action.args, a->action.nargs);
+  l.a.args = NULL;
+  OW_VEC_PUSH(*v, l);
+  return 0;
+}
+
+static void assert_same_log(const logvec *x, const logvec *y) {
+  assert_int_equal(x->len, y->len);
+  for (size_t i = 0; i < x->len; i++) {
+    const logged *a = &x->v[i], *b = &y->v[i];
+    assert_true(a->frame == b->frame && a->session == b->session && a->seq == b->seq);
+    assert_int_equal(a->a.type, b->a.type);
+    assert_true(a->a.kind == b->a.kind && a->a.target == b->a.target && a->a.dest == b->a.dest &&
+                a->a.count == b->a.count);
+    assert_memory_equal(&a->a.xf, &b->a.xf, sizeof a->a.xf);
+    assert_int_equal(a->a.nargs, b->a.nargs);
+    assert_memory_equal(a->args, b->args, a->a.nargs);
+    assert_true(a->r.code == b->r.code && a->r.entity == b->r.entity && a->r.count == b->r.count);
+  }
+}
+
+/* Every entity as bytes (id, then its record), in id order: two worlds with equal bytes are equal. */
+static void world_bytes(ow_world *w, ow_buf *out) {
+  out->len = 0;
+  ow_buf_u64(out, ow_world_count(w));
+  for (ow_id id = 1; id < ow_world_next_id(w); id++) {
+    const ow_entity *e = ow_world_get(w, id);
+    if (!e) continue;
+    ow_buf_u64(out, id);
+    ow_world_encode(w, e, out);
+  }
+}
+
+/* The frame record as the code before variable-length actions wrote it (commit ecedcdd): u64
+ * frame, u32 n, n x (u64 session, u64 seq, the fixed 63-byte action, 16-byte result), u32 m,
+ * m x u64 changed id. This is the test's own copy of that encoder, rewriting a version 2 record of
+ * built-in actions into it field by field. */
+static void v1_from_v2(const uint8_t *v, size_t vl, ow_buf *out) {
+  ow_reader r;
+  ow_reader_init(&r, v, vl);
+  assert_int_equal(ow_rd_u8(&r), 2);
+  out->len = 0;
+  ow_buf_u64(out, ow_rd_u64(&r));
+  uint32_t n = ow_rd_u32(&r);
+  ow_buf_u32(out, n);
+  for (uint32_t i = 0; i < n; i++) {
+    ow_buf_u64(out, ow_rd_u64(&r)); /* session */
+    ow_buf_u64(out, ow_rd_u64(&r)); /* seq */
+    assert_int_equal(ow_rd_u16(&r), 63);
+    ow_buf_put(out, ow_rd_bytes(&r, 63), 63);
+    ow_buf_put(out, ow_rd_bytes(&r, 16), 16);
+  }
+  uint32_t m = ow_rd_u32(&r);
+  ow_buf_u32(out, m);
+  for (uint32_t i = 0; i < m; i++) ow_buf_u64(out, ow_rd_u64(&r));
+  assert_int_equal(r.err, 0);
+  assert_int_equal(r.left, 0);
+}
+
+typedef struct rewrite {
+  ow_batch b;
+  ow_buf v1;
+  size_t n;
+} rewrite;
+
+static int to_v1(void *ud, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl) {
+  rewrite *x = ud;
+  v1_from_v2(v, vl, &x->v1);
+  ow_batch_put(&x->b, k, kl, x->v1.data, x->v1.len);
+  x->n++;
+  return 0;
+}
+
+/* A store whose frame log was written before version 2 recovers with the same world, its frame
+ * log reads back the same, and later frames (version 2) follow it in one log. */
+static void test_frame_log_v1(void **state) {
+  fixture *fx = *state;
+  ow_zone *z = fx->zone;
+  uint64_t sid, frame;
+  ow_id avatar;
+  bool replayed;
+  ow_result r;
+  assert_int_equal(ow_zone_login(z, 9, &sid, &avatar), 0);
+  const ow_entity *av = ow_world_get(ow_zone_world(z), avatar);
+  ow_id tree = find_type_near(z, "tree", av->xf.pos[0], av->xf.pos[2]);
+  assert_true(tree != 0);
+  const ow_entity *t = ow_world_get(ow_zone_world(z), tree);
+  uint64_t seq = 1;
+  /* Walk to the tree, harvest it (creates stacks), craft, and a few refused ones. */
+  ow_action mv = {.type = OW_ACT_MOVE, .target = avatar};
+  ow_transform_identity(&mv.xf);
+  memcpy(mv.xf.pos, t->xf.pos, sizeof mv.xf.pos);
+  mv.xf.pos[0] += 1;
+  assert_int_equal(ow_zone_act(z, sid, seq++, &mv, &r, &frame, &replayed), 0);
+  assert_int_equal(r.code, 0);
+  assert_int_equal(ow_zone_commit_sync(z, false), 0);
+  for (int i = 0; i < 3; i++) {
+    ow_action h = {.type = OW_ACT_HARVEST, .target = tree};
+    assert_int_equal(ow_zone_act(z, sid, seq++, &h, &r, &frame, &replayed), 0);
+  }
+  ow_action craft = {.type = OW_ACT_CRAFT, .kind = 0};
+  assert_int_equal(ow_zone_act(z, sid, seq++, &craft, &r, &frame, &replayed), 0);
+  ow_action bad = {.type = OW_ACT_TRANSFER, .target = 999999, .dest = 1, .count = 1};
+  assert_int_equal(ow_zone_act(z, sid, seq++, &bad, &r, &frame, &replayed), 0);
+  assert_int_equal(r.code, OW_E_NOT_FOUND);
+  assert_int_equal(ow_zone_commit_sync(z, false), 0);
+  mv.xf.pos[2] += 2;
+  assert_int_equal(ow_zone_act(z, sid, seq++, &mv, &r, &frame, &replayed), 0);
+  assert_int_equal(ow_zone_commit_sync(z, true), 0);
+
+  ow_buf before, after;
+  ow_buf_init(&before);
+  ow_buf_init(&after);
+  world_bytes(ow_zone_world(z), &before);
+  logvec log2 = {0}, log1 = {0};
+  assert_int_equal(ow_zone_frame_log_each(fx->store, collect, &log2), 0);
+  assert_int_equal(log2.len, seq - 1);
+  close_zone(fx);
+
+  /* Rewrite every frame record as the old code wrote it. */
+  fx->store = ow_test_store(fx->dir);
+  rewrite x = {0};
+  ow_batch_init(&x.b);
+  ow_buf_init(&x.v1);
+  uint8_t prefix = OW_KEY_FRAME;
+  assert_int_equal(ow_store_scan(fx->store, &prefix, 1, to_v1, &x), 0);
+  assert_true(x.n >= 3);
+  assert_int_equal(ow_store_write(fx->store, &x.b), 0);
+  ow_batch_deinit(&x.b);
+  ow_buf_deinit(&x.v1);
+  ow_store_close(fx->store);
+  fx->store = NULL;
+
+  open_zone(fx);
+  z = fx->zone;
+  world_bytes(ow_zone_world(z), &after);
+  assert_int_equal(before.len, after.len);
+  assert_memory_equal(before.data, after.data, before.len);
+  assert_int_equal(ow_zone_frame_log_each(fx->store, collect, &log1), 0);
+  assert_same_log(&log2, &log1);
+  uint64_t last_seq;
+  assert_int_equal(ow_zone_session(z, sid, NULL, NULL, &last_seq), 0);
+  assert_int_equal(last_seq, seq - 1);
+  /* A replay of an old seq still answers its remembered result. */
+  assert_int_equal(ow_zone_act(z, sid, seq - 2, &bad, &r, &frame, &replayed), 0);
+  assert_true(replayed);
+  assert_int_equal(r.code, OW_E_NOT_FOUND);
+
+  /* The next frame is version 2, after the version 1 ones. */
+  assert_int_equal(ow_zone_act(z, sid, seq++, &mv, &r, &frame, &replayed), 0);
+  assert_int_equal(ow_zone_commit_sync(z, false), 0);
+  log1.len = 0;
+  assert_int_equal(ow_zone_frame_log_each(fx->store, collect, &log1), 0);
+  assert_int_equal(log1.len, log2.len + 1);
+  assert_int_equal(log1.v[log1.len - 1].seq, seq - 1);
+  assert_true(log1.v[log1.len - 1].frame > log2.v[log2.len - 1].frame);
+  OW_VEC_FREE(log1);
+  OW_VEC_FREE(log2);
+  ow_buf_deinit(&before);
+  ow_buf_deinit(&after);
+}
+
+/* A row with its own argument layout: the zone keeps a copy of the arguments for the frame (the
+ * caller's buffer is reused at once), logs them in the version 2 record and reads them back. */
+static uint8_t seen_args[OW_ACTION_ARGS_MAX];
+static uint16_t seen_nargs;
+
+static int note(ow_world *w, ow_id account, ow_entity *avatar, const ow_action *a, ow_result *res) {
+  (void)w, (void)account, (void)avatar;
+  res->count = a->nargs;
+  return a->nargs && a->args[0] == 0xff ? OW_E_INVAL : 0;
+}
+
+static void on_durable_args(void *ud, const ow_frame_info *f) {
+  on_durable(ud, f);
+  for (size_t i = 0; i < f->nactions; i++)
+    if (f->actions[i].action.type == 150) {
+      seen_nargs = f->actions[i].action.nargs;
+      if (seen_nargs) memcpy(seen_args, f->actions[i].action.args, seen_nargs);
+    }
+}
+
+static void test_action_args_logged(void **state) {
+  fixture *fx = *state;
+  close_zone(fx);
+  ow_zone_config zc = ow_test_zone_config();
+  fx->store = ow_test_store(fx->dir);
+  assert_int_equal(ow_zone_open(&fx->zone, &zc, fx->content, fx->store, on_durable_args, fx), 0);
+  ow_zone *z = fx->zone;
+  ow_action_row row = {.type = 150, .name = "note", .arg_min = 0, .arg_size = OW_ACTION_ARGS_MAX,
+                       .apply = note};
+  assert_int_equal(ow_world_action_register(ow_zone_world(z), &row), 0);
+  uint64_t sid, frame;
+  ow_id avatar;
+  bool replayed;
+  ow_result r;
+  assert_int_equal(ow_zone_login(z, 4, &sid, &avatar), 0);
+  uint8_t buf[OW_ACTION_ARGS_MAX];
+  const uint16_t sizes[] = {0, 3, OW_ACTION_ARGS_MAX};
+  for (size_t i = 0; i < 3; i++) {
+    for (size_t k = 0; k < sizeof buf; k++) buf[k] = (uint8_t)(k + i);
+    ow_action a = {.type = 150, .nargs = sizes[i], .args = buf};
+    assert_int_equal(ow_zone_act(z, sid, i + 1, &a, &r, &frame, &replayed), 0);
+    assert_int_equal(r.code, 0);
+    assert_int_equal(r.count, sizes[i]);
+    memset(buf, 0xee, sizeof buf); /* the caller's bytes are gone */
+    seen_nargs = 0xffff;
+    assert_int_equal(ow_zone_commit_sync(z, false), 0);
+    assert_int_equal(seen_nargs, sizes[i]);
+    for (size_t k = 0; k < sizes[i]; k++) assert_int_equal(seen_args[k], (uint8_t)(k + i));
+  }
+  logvec log = {0};
+  assert_int_equal(ow_zone_frame_log_each(fx->store, collect, &log), 0);
+  assert_int_equal(log.len, 3);
+  for (size_t i = 0; i < 3; i++) {
+    assert_int_equal(log.v[i].a.type, 150);
+    assert_int_equal(log.v[i].a.nargs, sizes[i]);
+    for (size_t k = 0; k < sizes[i]; k++) assert_int_equal(log.v[i].args[k], (uint8_t)(k + i));
+    assert_int_equal(log.v[i].r.count, sizes[i]);
+  }
+  OW_VEC_FREE(log);
+}
+
+/* ---- a store written by the old code -------------------------------------------------------- */
+
+static void read_fixture(const char *name, ow_buf *out) {
+  char rel[256];
+  snprintf(rel, sizeof rel, "tests/unit/zone/fixtures/%s", name);
+  FILE *f = fopen(ow_test_source_path(rel), "rb");
+  assert_non_null(f);
+  uint8_t chunk[4096];
+  size_t n;
+  out->len = 0;
+  while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) ow_buf_put(out, chunk, n);
+  fclose(f);
+  assert_true(out->len > 0);
+}
+
+/* The frame log encoded as the old code's make_v1_store dumped it (fixtures/make_v1_store.c). */
+static int dump_log(void *ud, uint64_t frame, const ow_applied *a) {
+  ow_buf *b = ud;
+  if (!a) return 0;
+  ow_buf_u64(b, frame);
+  ow_buf_u64(b, a->session);
+  ow_buf_u64(b, a->seq);
+  ow_action_encode(&a->action, b);
+  ow_result_encode(&a->result, b);
+  return 0;
+}
+
+/* A store made by the code of commit ecedcdd (fixtures/README.md) recovers with today's code to the
+ * world that code recovered, its version 1 frame log reads back the same (a type without a row
+ * included: its 62 bytes of fields come back as argument bytes and re-encode identically), and new
+ * frames (version 2) follow in the same log. */
+static void test_v1_store_fixture(void **state) {
+  fixture *fx = *state;
+  close_zone(fx);
+  ow_test_rmdir(fx->dir);
+  fx->dir = ow_test_mkdtemp("zone-v1");
+  ow_buf store, world, log, got;
+  ow_buf_init(&store);
+  ow_buf_init(&world);
+  ow_buf_init(&log);
+  ow_buf_init(&got);
+  read_fixture("v1_store.bin", &store);
+  read_fixture("v1_world.bin", &world);
+  read_fixture("v1_log.bin", &log);
+
+  fx->store = ow_test_store(fx->dir);
+  ow_batch b;
+  ow_batch_init(&b);
+  ow_reader r;
+  ow_reader_init(&r, store.data, store.len);
+  size_t frames = 0;
+  while (r.left) {
+    size_t kl = ow_rd_u16(&r), vl = ow_rd_u32(&r);
+    const uint8_t *k = ow_rd_bytes(&r, kl), *v = ow_rd_bytes(&r, vl);
+    assert_int_equal(r.err, 0);
+    if (kl == OW_KEY_ID_LEN && k[0] == OW_KEY_FRAME) {
+      /* version 1: the record starts with its key's frame number, no version byte */
+      ow_reader fr;
+      ow_reader_init(&fr, v, vl);
+      assert_true(ow_rd_u64(&fr) == ow_be64_read(k + 1));
+      frames++;
+    }
+    ow_batch_put(&b, k, kl, v, vl);
+  }
+  assert_true(frames >= 4);
+  assert_int_equal(ow_store_write(fx->store, &b), 0);
+  ow_batch_deinit(&b);
+  ow_store_close(fx->store);
+
+  open_zone(fx);
+  world_bytes(ow_zone_world(fx->zone), &got);
+  assert_int_equal(got.len, world.len);
+  assert_memory_equal(got.data, world.data, world.len);
+  got.len = 0;
+  assert_int_equal(ow_zone_frame_log_each(fx->store, dump_log, &got), 0);
+  assert_int_equal(got.len, log.len);
+  assert_memory_equal(got.data, log.data, log.len);
+
+  /* The old accounts play on: a new frame, version 2, after the version 1 ones. */
+  uint64_t sid, frame;
+  ow_id avatar;
+  bool replayed;
+  ow_result res;
+  assert_int_equal(ow_zone_login(fx->zone, 101, &sid, &avatar), 0);
+  ow_action mv = {.type = OW_ACT_MOVE, .target = avatar};
+  ow_transform_identity(&mv.xf);
+  assert_int_equal(ow_zone_act(fx->zone, sid, 1, &mv, &res, &frame, &replayed), 0);
+  assert_int_equal(res.code, 0);
+  assert_int_equal(ow_zone_commit_sync(fx->zone, false), 0);
+  logvec all = {0};
+  assert_int_equal(ow_zone_frame_log_each(fx->store, collect, &all), 0);
+  size_t old_actions = log.len / (8 + 8 + 8 + 63 + 16);
+  assert_int_equal(log.len % (8 + 8 + 8 + 63 + 16), 0);
+  assert_int_equal(all.len, old_actions + 1);
+  assert_int_equal(all.v[old_actions].session, sid);
+  assert_int_equal(all.v[old_actions].a.type, OW_ACT_MOVE);
+  OW_VEC_FREE(all);
+  close_zone(fx);
+  open_zone(fx);
+  const ow_entity *e = ow_world_get(ow_zone_world(fx->zone), avatar);
+  assert_non_null(e);
+  assert_true(e->xf.pos[0] == 0 && e->xf.pos[2] == 0);
+  ow_buf_deinit(&store);
+  ow_buf_deinit(&world);
+  ow_buf_deinit(&log);
+  ow_buf_deinit(&got);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_seed_world, setup, teardown),
@@ -321,6 +668,9 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_harvest_craft_build_recover, setup, teardown),
       cmocka_unit_test_setup_teardown(test_bad_sessions, setup, teardown),
       cmocka_unit_test_setup_teardown(test_frame_log, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_frame_log_v1, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_v1_store_fixture, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_action_args_logged, setup, teardown),
       cmocka_unit_test_setup_teardown(test_failed_commit_is_sticky, setup, teardown),
   };
   return cmocka_run_group_tests_name("zone", tests, NULL, NULL);

@@ -7,7 +7,7 @@
  *  - queues outgoing messages per connection and packs them into binary WebSocket messages of at
  *    most `max_message` bytes (WELCOME), flushed when the socket is writeable;
  *  - reassembles fragmented WebSocket messages (bounded) and decodes every protocol message in
- *    them with the shared codec (src/proto);
+ *    them with the shared codec (src/proto, the owwire library);
  *  - numbers actions per session (from SESSION's last_seq + 1) and keeps every action until it is
  *    confirmed durable, so that after a reconnect and RESUME it re-sends them with the same
  *    sequence numbers once the world is joined again;
@@ -23,8 +23,9 @@
  * OW_E_* from otherworld/error.h or -errno. Memory is allocated through ow_malloc (src/core), which
  * aborts rather than return NULL.
  *
- * Types shared with the server (ow_pose, ow_wire_entity, ow_action, ow_result) come from the
- * codec's header; link the `owclient` CMake target, which brings the include paths.
+ * Types shared with the server (ow_pose, ow_wire_entity, ow_action, ow_result) are the plain
+ * structures of otherworld/wire.h; this header includes nothing of the server. Link the `owclient`
+ * CMake target, which brings owwire (the codec and allocator, never the server library).
  */
 #ifndef OTHERWORLD_CLIENT_H
 #define OTHERWORLD_CLIENT_H
@@ -35,7 +36,7 @@
 
 #include "otherworld/error.h"
 #include "otherworld/protocol.h"
-#include "proto/proto.h"
+#include "otherworld/wire.h"
 
 typedef struct ow_client_ctx ow_client_ctx;
 typedef struct ow_client ow_client;
@@ -220,8 +221,11 @@ int ow_client_ping(ow_client *c, uint64_t client_time);
 /* ACTION. Gives the action the session's next sequence number (stored in *seq if seq is not
  * NULL) and keeps it until DURABLE confirms it, ERROR refuses it, or a fresh (not resumed)
  * session replaces the old one. It is sent at once when the world is joined on this connection,
- * otherwise at the next JOINED. Returns the request id; OW_E_STATE before the first SESSION;
- * -ENOBUFS when 1024 actions are already unconfirmed or the queue is full. */
+ * otherwise at the next JOINED. An action of a type that is not built-in carries a->nargs argument
+ * bytes from a->args, which the library copies (the caller's may go at once). Returns the request
+ * id; OW_E_INVAL for more than OW_ACTION_ARGS_MAX argument bytes (or nargs without args);
+ * OW_E_STATE before the first SESSION; -ENOBUFS when 1024 actions are already unconfirmed or the
+ * queue is full. */
 int ow_client_action(ow_client *c, const ow_action *a, uint64_t *seq);
 
 /* Number of actions issued and not yet confirmed durable (sent or waiting). */
