@@ -61,7 +61,8 @@ static void usage(void) {
   printf("otherworld - authoritative world server for V-Sekai open-world survival-craft worlds\n\n"
          "usage: otherworld [--config FILE] [--NAME=VALUE ...]\n"
          "       otherworld [settings] --backup DIR    hot backup of the store into DIR (also while\n"
-         "                                             the server runs), verified, then exit\n"
+         "                                             the server runs), verified, then exit (LMDB\n"
+         "                                             stores; a PostgreSQL store: pg_dump)\n"
          "       otherworld [settings] --verify DIR    check a backup: digest, recovery, stacks\n"
          "       otherworld [settings] --restore DIR   verify a backup and copy it into data_dir\n"
          "                                             (which must be empty), then exit\n\n");

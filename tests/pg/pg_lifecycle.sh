@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The real server with store = postgres (run under tests/pg/pg_env.sh): the first start creates the
 # schema and seeds the world, SIGTERM exits 0 after committing, a restart recovers the same world
-# from PostgreSQL, a store of another schema version and an unreachable server are refused with a
-# clear message, both URI forms work, and --help names the PostgreSQL forms.
+# from PostgreSQL, a password in the URI is never shown, backups are refused (pg_dump's job), a
+# store of another schema version and an unreachable server are refused with a clear message, both
+# URI forms work, and --help names the PostgreSQL forms.
 set -euo pipefail
 bin="$1"
 : "${OW_TEST_PG:?run under tests/pg/pg_env.sh}"
@@ -48,6 +49,36 @@ grep -q "event=recovered store=postgresql://.* seeded=0 entities=41" "$dir/log" 
 frame="$(sql "SELECT max(seq) FROM life.ow_writers")"
 stop
 [ "$(sql "SELECT count(*) FROM life.ow_writers")" -eq 0 ] || fail "a clean stop left its writer row"
+
+# A password in the store URI is never shown: the log and /status have "***" in its place (the
+# throwaway server trusts loopback, so it never asks for the password and libpq never sends it).
+start --store "$store password=pw-sekrit-42"
+grep -qF "password=*** seeded=0 entities=41" "$dir/log" || fail "the recovered line does not mask the password"
+wsport="$(grep -o 'url=ws://127.0.0.1:[0-9]*' "$dir/log" | grep -o '[0-9]*$')"
+exec 3<>"/dev/tcp/127.0.0.1/$wsport"
+printf 'GET /status HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n' >&3
+status="$(timeout 5 cat <&3 || true)"
+exec 3>&-
+echo "$status" | grep -q '"entities":41' || fail "GET /status: $status"
+stop
+! grep -q "sekrit" "$dir/log" || fail "the log shows the store's password"
+! echo "$status" | grep -q "sekrit" || fail "/status shows the store's password"
+# A mistyped scheme is refused without repeating the password either.
+rc=0; "$bin" --store "postgress://ow:pw-sekrit-42@127.0.0.1/w" 2>"$dir/log" || rc=$?
+[ "$rc" -eq 2 ] || fail "unknown scheme: exit $rc, not 2"
+grep -qF "postgress://ow:***@127.0.0.1/w" "$dir/log" && ! grep -q sekrit "$dir/log" \
+  || fail "unknown scheme: the message shows the password"
+
+# Backups of a PostgreSQL store are pg_dump's: --backup and scheduled backups are refused, with a
+# message that says so, and nothing is made (the read-only open leaves no writer row behind).
+rc=0; timeout 20 "$bin" --store "$store" --backup "$dir/bk" 2>"$dir/log" || rc=$?
+[ "$rc" -eq 2 ] || fail "--backup on postgres: exit $rc, not 2"
+grep -q "the postgres store cannot be copied by otherworld.*pg_dump" "$dir/log" || fail "--backup on postgres: no clear message"
+[ ! -e "$dir/bk" ] && [ ! -e "$dir/bk.tmp" ] || fail "--backup on postgres made a directory"
+rc=0; timeout 20 "$bin" --store "$store" --backup_every_s 60 --backup_dir "$dir/bks" 2>"$dir/log" || rc=$?
+[ "$rc" -eq 2 ] || fail "backup_every_s on postgres: exit $rc, not 2"
+grep -q "backup_every_s: the postgres store cannot be copied.*pg_dump" "$dir/log" || fail "backup_every_s on postgres: no clear message"
+[ "$(sql "SELECT count(*) FROM life.ow_writers")" -eq 0 ] || fail "a refused start left a writer row"
 
 # Another schema version: refused, exit 1, the message names both versions, nothing touched.
 sql "UPDATE life.ow_schema SET value = 7 WHERE name = 'format'"

@@ -1,9 +1,11 @@
 /* store/pg: what only the PostgreSQL store does. A commit whose reply was lost is resolved by the
  * commit number (committed or not, the batch is there exactly once), a killed connection is
  * reconnected, a serialization failure is retryable, a store of another schema version is refused,
- * batches keep their order within a key and are chunked and paged, and both URI forms open.
+ * batches keep their order within a key and are chunked and paged, both URI forms open, and a
+ * read-only store writes and creates nothing.
  * Runs under tests/pg/pg_env.sh (ctest pg_unit_pg). */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <libpq-fe.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -186,6 +188,65 @@ static void test_schema_version_refused(void **state) {
   PQfinish(c);
 }
 
+/* Opened read-only (--backup, --verify), the store reads what is there, refuses every write
+ * without reaching the server, creates nothing in a database that holds no store, checks the
+ * schema version, and cannot be copied (backups of PostgreSQL are pg_dump's). */
+static int count_rows(void *ud, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl) {
+  (void)k, (void)kl, (void)v, (void)vl;
+  ++*(int *)ud;
+  return 0;
+}
+
+static void test_read_only(void **state) {
+  (void)state;
+  char *dir = ow_test_mkdtemp("pg-ro");
+  ow_store *w = ow_test_store(dir);
+  put1(w, "Ma", "1", 0);
+  put1(w, "Mb", "2", 0);
+  char *uri = ow_test_store_uri(dir), err[512] = "";
+  ow_store_options ro = {.read_only = true};
+  ow_store *r;
+  assert_int_equal(ow_store_open_uri(&r, uri, &ro, err, sizeof err), 0);
+  assert_true(holds(r, "Mb", "2"));
+  int n = 0;
+  assert_int_equal(ow_store_scan(r, "M", 1, count_rows, &n), 0);
+  assert_int_equal(n, 2);
+  put1(r, "Mc", "3", -EACCES);
+  assert_true(holds(w, "Mc", NULL));
+  /* The writer goes on beside the reader, which sees its commits. */
+  put1(w, "Mc", "3", 0);
+  assert_true(holds(r, "Mc", "3"));
+  assert_false(ow_store_can_copy(r));
+  assert_false(ow_store_can_copy(w));
+  assert_int_equal(ow_store_copy(r, "/nonexistent/never-made"), -ENOTSUP);
+  PGconn *c = side(dir);
+  /* Only the writer registered itself; the reader left no row. */
+  assert_int_equal(side_num(c, "SELECT count(*) FROM ow_writers"), 1);
+  ow_store_close(r);
+  assert_int_equal(side_num(c, "SELECT count(*) FROM ow_writers"), 1);
+  side_exec(c, "UPDATE ow_schema SET value = 98 WHERE name = 'format'");
+  assert_int_equal(ow_store_open_uri(&r, uri, &ro, err, sizeof err), OW_E_VERSION);
+  assert_null(r);
+  assert_non_null(strstr(err, "schema version 98"));
+  side_exec(c, "UPDATE ow_schema SET value = 1 WHERE name = 'format'");
+  ow_store_close(w);
+  PQfinish(c);
+  ow_free(uri);
+  /* A schema without a store: refused, and still without tables afterwards. */
+  char *empty = ow_test_mkdtemp("pg-ro-empty");
+  uri = ow_test_store_uri(empty);
+  assert_int_equal(ow_store_open_uri(&r, uri, &ro, err, sizeof err), -ENOENT);
+  assert_null(r);
+  assert_non_null(strstr(err, "no otherworld store"));
+  c = side(empty);
+  assert_int_equal(side_num(c, "SELECT count(*) FROM information_schema.tables WHERE "
+                               "table_schema = current_schema()"), 0);
+  PQfinish(c);
+  ow_free(uri);
+  ow_test_rmdir(empty);
+  ow_test_rmdir(dir);
+}
+
 static int count_scan(void *ud, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl) {
   (void)v, (void)vl;
   ow_buf *last = ud;
@@ -292,6 +353,7 @@ int main(void) {
       cmocka_unit_test(test_schema_version_refused),
       cmocka_unit_test(test_batches_chunks_pages),
       cmocka_unit_test(test_uri_forms),
+      cmocka_unit_test(test_read_only),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
