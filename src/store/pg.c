@@ -27,9 +27,10 @@
 #define PG_CHUNK 8192
 /* Rows per page of a scan. */
 #define PG_PAGE 8192
-/* How long a write waits for an unreachable server before it gives up, and how long a reply may
- * take without any byte arriving before the connection is taken for dead. */
-#define PG_OUTAGE_NS (30ull * 1000000000ull)
+/* How long a write waits for an unreachable server before it gives up, unless
+ * ow_store_options.outage_s says otherwise, and how long a reply may take without any byte
+ * arriving before the connection is taken for dead. */
+#define PG_OUTAGE_S 30.0
 #define PG_REPLY_MS 60000
 #define BYTEA_OID 17
 #define BYTEA_ARRAY_OID 1001
@@ -80,6 +81,9 @@ typedef struct pg_store {
   int64_t writer; /* this handle's row in ow_writers: its commit number, written in every batch */
   uint64_t seq;   /* the commit number of the last batch this handle committed */
   int failed;     /* the first fatal write error, sticky (see ow_store_write) */
+  uint64_t outage_ns;  /* how long writes wait for an unreachable server */
+  uint64_t down_since; /* when a write first found the server unreachable; 0 once one reached it */
+  bool down_logged;    /* this outage's store_pg_unreachable line is written */
   int drop;       /* OW_PG_DROP_*: tests only */
   OW_VEC(pg_op) ops;
   ow_buf ka, va; /* the binary arrays of one statement */
@@ -435,8 +439,11 @@ static int pg_write(ow_store *base, const ow_batch *b, const ow_store_cond *cond
   int rc = s->failed;
   if (!rc) rc = gather(s, b);
   if (rc) goto out;
-  uint64_t t0 = ow_now_ns();
-  bool unknown = false, told = false;
+  /* The outage is timed from the first write that found the server gone, not from this one: once
+   * a write has waited the whole window, the next ones (the zone's retries) try once and give up,
+   * so that the zone suspends durability and tells the players within the window. */
+  uint64_t t0 = s->down_since ? s->down_since : ow_now_ns();
+  bool unknown = false, told = false, gave_up = false;
   long pause = 10;
   for (;;) {
     rc = s->conn && PQstatus(s->conn) == CONNECTION_OK ? 0 : connect_db(s, NULL, 0);
@@ -449,17 +456,25 @@ static int pg_write(ow_store *base, const ow_batch *b, const ow_store_cond *cond
     if (!rc) rc = write_once(s, cond, &unknown);
     if (rc != LOST) break;
     disconnect(s);
-    if (ow_now_ns() - t0 > PG_OUTAGE_NS) {
+    if (!s->down_since) s->down_since = t0;
+    if (ow_now_ns() - t0 > s->outage_ns) {
       /* Retrying is safe only when nothing can have been written. */
       rc = unknown ? OW_E_STORE : OW_E_RETRY;
-      OW_ERROR("store_pg_unreachable", "seconds=%.1f unknown_commit=%d", (ow_now_ns() - t0) / 1e9,
-               unknown);
+      if (!s->down_logged)
+        OW_ERROR("store_pg_unreachable", "seconds=%.1f unknown_commit=%d",
+                 (ow_now_ns() - t0) / 1e9, unknown);
+      s->down_logged = true;
+      gave_up = true;
       break;
     }
-    if (!told) OW_WARN("store_pg_reconnecting", "unknown_commit=%d", unknown);
+    if (!told && !s->down_logged) OW_WARN("store_pg_reconnecting", "unknown_commit=%d", unknown);
     told = true;
     nap_ms(pause);
     if (pause < 1000) pause *= 2;
+  }
+  if (!gave_up) { /* the server answered */
+    s->down_since = 0;
+    s->down_logged = false;
   }
   if (!rc) {
     s->seq++;
@@ -704,6 +719,8 @@ int ow_store_pg_open(ow_store **out, const char *conninfo, const ow_store_option
   s->conninfo = ow_strdup(conninfo);
   s->nosync = opt && opt->nosync;
   s->read_only = opt && opt->read_only;
+  double outage_s = opt && opt->outage_s > 0 ? opt->outage_s : PG_OUTAGE_S;
+  s->outage_ns = (uint64_t)(outage_s * 1e9);
   ow_buf_init(&s->ka);
   ow_buf_init(&s->va);
   int rc = connect_db(s, err, errlen) ? OW_E_STORE : 0;

@@ -22,6 +22,9 @@ typedef struct ow_store_options {
                         (a process crash still loses nothing) */
   bool read_only;    /* open an existing store for reading only (backups, verify); it may be in
                         use by a running server at the same time (LMDB's lock file) */
+  double outage_s;   /* networked stores: how long writes wait for an unreachable server before
+                        they fail with OW_E_RETRY, timed from the first write that found it gone
+                        (0: 30 s) */
 } ow_store_options;
 
 /* Opens (creating if needed) the LMDB store in opt->path. The caller owns *out. */

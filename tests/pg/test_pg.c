@@ -122,6 +122,43 @@ static void test_killed_connection_reconnects(void **state) {
   PQfinish(c);
 }
 
+static void pg_ctl(const char *what) {
+  const char *ctl = getenv("OW_TEST_PG_CTL");
+  assert_non_null(ctl);
+  char cmd[4200];
+  snprintf(cmd, sizeof cmd, "'%s' %s", ctl, what);
+  assert_int_equal(system(cmd), 0);
+}
+
+/* The database stopped: a write waits outage_s for it and fails retryable (nothing written), and
+ * so does the next one (the outage is timed from the first); the failure is not sticky, and once
+ * the server is back the same batch lands. A read first notices the dead connection, so that the
+ * write's COMMIT never leaves this process and its outcome is known (a write on a connection the
+ * client has not yet seen die is an unknown outcome: pg_store_down has that case). */
+static void test_outage_retryable(void **state) {
+  (void)state;
+  char *dir = ow_test_mkdtemp("pg-outage");
+  char *uri = ow_test_store_uri(dir), err[512] = "";
+  ow_store_options o = {.outage_s = 0.2};
+  ow_store *s;
+  assert_int_equal(ow_store_open_uri(&s, uri, &o, err, sizeof err), 0);
+  put1(s, "Ma", "1", 0);
+  pg_ctl("stop");
+  ow_buf got;
+  ow_buf_init(&got);
+  assert_int_equal(ow_store_get(s, "Ma", 2, &got), OW_E_RETRY);
+  ow_buf_deinit(&got);
+  put1(s, "Mb", "2", OW_E_RETRY);
+  put1(s, "Mb", "2", OW_E_RETRY);
+  pg_ctl("start");
+  put1(s, "Mb", "2", 0);
+  assert_true(holds(s, "Ma", "1"));
+  assert_true(holds(s, "Mb", "2"));
+  ow_store_close(s);
+  ow_free(uri);
+  ow_test_rmdir(dir);
+}
+
 typedef struct writer_arg {
   ow_store *s;
   int rc;
@@ -354,6 +391,7 @@ int main(void) {
       cmocka_unit_test(test_batches_chunks_pages),
       cmocka_unit_test(test_uri_forms),
       cmocka_unit_test(test_read_only),
+      cmocka_unit_test(test_outage_retryable),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
