@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # Installs what otherworld needs to build and run, from Debian's packages, if it is missing; with
 # --test also what the test suite needs (the Godot 3.2 headless binary, valgrind, clang's fuzzer
-# runtime, PostgreSQL 15, libpq, SQLite and gnuplot for the benchmarks' quick modes and peers);
+# runtime, PostgreSQL 15 (libpq is a build dependency: the PostgreSQL store), SQLite and gnuplot for the benchmarks' quick modes and peers);
 # with --bench also perf, for profiling the server under the full benchmarks. Safe to run again: it does nothing when
 # everything is there.
 set -euo pipefail
 
 PKGS=(build-essential cmake pkg-config clang
       liblmdb-dev lmdb-utils libuv1-dev libjansson-dev libcmocka-dev libsodium-dev libzstd-dev
-      libwebsockets-dev libsystemd-dev)
+      libwebsockets-dev libsystemd-dev libpq-dev)
 
 # libclang-rt-14-dev: clang's fuzzer and sanitizer runtimes for the libFuzzer stage (clang only
 # recommends it).
-TEST_PKGS=(godot3-server valgrind libclang-rt-14-dev postgresql-15 libpq-dev libsqlite3-dev
+# postgresql-15: the throwaway server of the pg_ tests (tests/pg/pg_env.sh) and the benchmarks.
+TEST_PKGS=(godot3-server valgrind libclang-rt-14-dev postgresql-15 libsqlite3-dev
            gnuplot-nox)
 for arg in "$@"; do
   case "$arg" in

@@ -61,7 +61,8 @@ static void usage(void) {
   printf("otherworld - authoritative world server for V-Sekai open-world survival-craft worlds\n\n"
          "usage: otherworld [--config FILE] [--NAME=VALUE ...]\n"
          "       otherworld [settings] --backup DIR    hot backup of the store into DIR (also while\n"
-         "                                             the server runs), verified, then exit\n"
+         "                                             the server runs), verified, then exit (LMDB\n"
+         "                                             stores; a PostgreSQL store: pg_dump)\n"
          "       otherworld [settings] --verify DIR    check a backup: digest, recovery, stacks\n"
          "       otherworld [settings] --restore DIR   verify a backup and copy it into data_dir\n"
          "                                             (which must be empty), then exit\n\n");
@@ -156,8 +157,9 @@ static void print_info(const char *what, const char *dir, const ow_backup_info *
          (unsigned long long)bi->entities, (unsigned long long)bi->bytes, d, bi->seconds);
 }
 
-/* Runs a one-shot tool on the store the settings name; returns the exit status. */
-static int run_tool(const tool *t, targets *tg, const char *uri,
+/* Runs a one-shot tool on the store the settings name (shown: its URI without passwords);
+ * returns the exit status. */
+static int run_tool(const tool *t, targets *tg, const char *uri, const char *shown,
                     ow_content *content) {
   char err[4600];
   ow_backup_info bi;
@@ -166,7 +168,7 @@ static int run_tool(const tool *t, targets *tg, const char *uri,
     rc = !strcmp(t->name, "verify")
              ? ow_backup_verify(t->dir, &tg->zone, content, &bi, NULL, err, sizeof err)
              : strncmp(uri, "lmdb:", 5)
-                   ? (snprintf(err, sizeof err, "restore writes LMDB stores only (store = %s)", uri),
+                   ? (snprintf(err, sizeof err, "restore writes LMDB stores only (store = %s)", shown),
                       OW_E_CONFIG)
                    : ow_backup_restore(t->dir, uri + 5, &tg->zone, content, &bi, err, sizeof err);
     if (rc) {
@@ -182,9 +184,16 @@ static int run_tool(const tool *t, targets *tg, const char *uri,
   tg->store.read_only = true;
   rc = ow_store_open_uri(&store, uri, &tg->store, err, sizeof err);
   if (rc) {
-    fprintf(stderr, "otherworld: backup: cannot open %s: %s\n", uri,
+    fprintf(stderr, "otherworld: backup: cannot open %s: %s\n", shown,
             rc == OW_E_INVAL ? err : ow_strerror(rc));
     return rc == OW_E_INVAL ? 2 : 1;
+  }
+  if (!ow_store_can_copy(store)) {
+    fprintf(stderr, "otherworld: backup: the %s store cannot be copied by otherworld (%s); back "
+            "it up with the database's own tools (pg_dump; see docs/storage.md)\n",
+            ow_store_scheme(store), ow_strerror(-ENOTSUP));
+    ow_store_close(store);
+    return 2;
   }
   rc = ow_backup_make(store, t->dir, &bi, err, sizeof err);
   ow_store_close(store);
@@ -244,8 +253,10 @@ int main(int argc, char **argv) {
     uri = ow_malloc(n);
     snprintf(uri, n, "lmdb:%s", cfg.data_dir);
   }
+  char *shown = ow_store_uri_redact(uri);
   if (tl.name) {
-    int code = run_tool(&tl, &t, uri, content);
+    int code = run_tool(&tl, &t, uri, shown, content);
+    ow_free(shown);
     ow_free(uri);
     ow_content_destroy(content);
     ow_config_deinit(&cfg);
@@ -255,6 +266,7 @@ int main(int argc, char **argv) {
   int rc = ow_store_open_uri(&store, uri, &t.store, err, sizeof err);
   if (rc) {
     fprintf(stderr, "otherworld: %s\n", err);
+    ow_free(shown);
     ow_free(uri);
     ow_content_destroy(content);
     ow_config_deinit(&cfg);
@@ -265,14 +277,22 @@ int main(int argc, char **argv) {
   memset(&a, 0, sizeof a);
   int exit_code = 1;
   ow_auth *auth = NULL;
+  if (t.backup.every_s > 0 && !ow_store_can_copy(store)) {
+    /* Every scheduled backup would fail: refuse the setting rather than log failures forever. */
+    fprintf(stderr, "otherworld: backup_every_s: the %s store cannot be copied by otherworld "
+            "(%s); set backup_every_s = 0 and back it up with the database's own tools (pg_dump; "
+            "see docs/storage.md)\n", ow_store_scheme(store), ow_strerror(-ENOTSUP));
+    exit_code = 2;
+    goto out;
+  }
   rc = ow_zone_open(&a.zone, &t.zone, content, store, on_durable, &a);
   if (rc) {
-    fprintf(stderr, "otherworld: recovery from %s failed: %s\n", uri, ow_strerror(rc));
+    fprintf(stderr, "otherworld: recovery from %s failed: %s\n", shown, ow_strerror(rc));
     goto out;
   }
   const ow_zone_load_stats *ls = ow_zone_load_info(a.zone);
   OW_INFO("recovered", "store=%s seeded=%d entities=%llu sessions=%llu seconds=%.3f "
-          "bytes_per_entity=%.1f frame=%llu", uri, ls->seeded,
+          "bytes_per_entity=%.1f frame=%llu", shown, ls->seeded,
           (unsigned long long)ls->entities, (unsigned long long)ls->sessions, ls->seconds,
           ls->bytes_per_entity, (unsigned long long)ow_zone_durable_frame(a.zone));
   rc = ow_auth_create(&auth, store, &t.auth);
@@ -356,6 +376,7 @@ out:
   ow_zone_close(a.zone);
   ow_store_close(store);
   ow_content_destroy(content);
+  ow_free(shown);
   ow_free(uri);
   ow_config_deinit(&cfg);
   return exit_code;

@@ -23,7 +23,8 @@
 #define OW_SETTINGS(STR, NUM) \
     STR(data_dir, "./data", NULL, 0, 4096, BY_HAND, "directory of the embedded LMDB store") \
     STR(store, "", NULL, 1, 4096, BY_HAND, "where the world is kept, as a URI: lmdb:DIR (empty: lmdb: " \
-      "followed by data_dir)") \
+      "followed by data_dir), postgres:CONNINFO (a libpq conninfo) or a postgres:// URL " \
+      "(PostgreSQL or CockroachDB)") \
     STR(content, OW_DEFAULT_CONTENT, NULL, 0, 4096, BY_HAND, "content file: entity types, recipes, seed world (JSON)") \
     STR(durability, "full", durability_choices, 0, 4096, BY_HAND, \
       "full: every confirmed frame is fsynced; nosync: a process crash loses nothing, but a power " \
@@ -37,6 +38,9 @@
     NUM(replay_window, "64", 1, 65535, TO(zone.replay_window), "action results remembered per session for exactly-once retries") \
     NUM(frame_log_keep, "36000", 0, 1e12, TO(zone.frame_log_keep), "frames kept in the store's frame log (0: keep all)") \
     NUM(store_map_mb, "1024", 16, 1 << 24, MIB(store.map_size), "initial LMDB map size in MiB (grows when full)") \
+    NUM(store_outage_s, "30", 0.1, 86400, TO(store.outage_s), "PostgreSQL store: seconds the frame " \
+      "in flight waits for an unreachable database; then durability is suspended (players are " \
+      "told, actions refused) until restart") \
     STR(bind, "0.0.0.0", NULL, 0, 4096, TO(srv.net.bind), "address to listen on (127.0.0.1 for this machine only)") \
     NUM(port, "7480", 0, 65535, TO(srv.net.port), "HTTP + WebSocket port (0: any free port, printed at start)") \
     STR(server_name, "otherworld", NULL, 0, 255, TO(srv.name), "name shown to clients in WELCOME") \

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "store/pg.h"
 #include "store/store_int.h"
 
 int ow_store_open(ow_store **out, const ow_store_options *opt) {
@@ -26,9 +27,18 @@ int ow_store_open_uri(ow_store **out, const char *uri, const ow_store_options *o
     if (rc && err) snprintf(err, errlen, "cannot open store %s: %s", uri, ow_strerror(rc));
     return rc;
   }
-  if (err)
-    snprintf(err, errlen, "store '%s': unknown scheme '%.*s' (known: lmdb:DIR)", uri,
-             colon ? (int)(sl > 32 ? 32 : sl) : 0, uri);
+  /* PostgreSQL (or CockroachDB): "postgres:" followed by a libpq conninfo, or a postgres:// or
+   * postgresql:// URL, which libpq reads whole. */
+  if (colon && (!strncmp(uri, "postgres://", 11) || !strncmp(uri, "postgresql://", 13)))
+    return ow_store_pg_open(out, uri, opt, err, errlen);
+  if (colon && ((sl == 8 && !memcmp(uri, "postgres", 8)) || (sl == 10 && !memcmp(uri, "postgresql", 10))))
+    return ow_store_pg_open(out, colon + 1, opt, err, errlen);
+  if (err) {
+    char *shown = ow_store_uri_redact(uri);
+    snprintf(err, errlen, "store '%s': unknown scheme '%.*s' (known: lmdb:DIR, postgres:CONNINFO, "
+             "postgres://URL)", shown, colon ? (int)(sl > 32 ? 32 : sl) : 0, uri);
+    ow_free(shown);
+  }
   return OW_E_INVAL;
 }
 
@@ -59,6 +69,102 @@ int ow_store_stat(ow_store *s, uint64_t *entries, uint64_t *bytes) {
 }
 
 const char *ow_store_scheme(const ow_store *s) { return s->m->scheme; }
+
+bool ow_store_can_copy(const ow_store *s) { return s->m->copy != NULL; }
+
+/* ---- URIs shown to people ----------------------------------------------------------------------- */
+
+static const char REDACTED[] = "***";
+
+static void put_str(ow_buf *o, const char *p, size_t n) { ow_buf_put(o, p, n); }
+
+/* A URL (scheme://[user[:password]@]host...[?k=v&...]): libpq takes the user information to end at
+ * the first '@' before any '/', and the password to start after its first ':'. */
+static void redact_url(ow_buf *o, const char *p, size_t n) {
+  const char *end = p + n, *sep = strstr(p, "://");
+  if (!sep || sep + 3 > end) {
+    put_str(o, p, n);
+    return;
+  }
+  const char *q = sep + 3, *at = q;
+  while (at < end && *at != '@' && *at != '/') at++;
+  if (at < end && *at == '@') {
+    const char *colon = memchr(q, ':', (size_t)(at - q));
+    if (colon) {
+      put_str(o, p, (size_t)(colon + 1 - p));
+      put_str(o, REDACTED, sizeof REDACTED - 1);
+      p = at;
+    }
+  }
+  const char *query = memchr(p, '?', (size_t)(end - p));
+  if (!query) {
+    put_str(o, p, (size_t)(end - p));
+    return;
+  }
+  put_str(o, p, (size_t)(query + 1 - p));
+  for (const char *f = query + 1; f < end;) {
+    const char *amp = memchr(f, '&', (size_t)(end - f));
+    const char *fe = amp ? amp : end;
+    if ((size_t)(fe - f) >= 9 && !memcmp(f, "password=", 9)) {
+      put_str(o, f, 9);
+      put_str(o, REDACTED, sizeof REDACTED - 1);
+    } else {
+      put_str(o, f, (size_t)(fe - f));
+    }
+    if (amp) put_str(o, "&", 1);
+    f = amp ? amp + 1 : end;
+  }
+}
+
+/* A libpq conninfo: keyword = value pairs separated by spaces, a value either bare or in single
+ * quotes with backslash escapes. The password's value is replaced; a value that is itself a URL
+ * (dbname may be one) is redacted as a URL. Anything unparsable is copied as it is. */
+static void redact_conninfo(ow_buf *o, const char *p) {
+  while (*p) {
+    const char *key = p;
+    while (*p && *p != '=' && *p != ' ' && *p != '\t' && *p != '\n') p++;
+    size_t kl = (size_t)(p - key);
+    while (*p == ' ' || *p == '\t' || *p == '\n') p++;
+    if (*p != '=') {
+      put_str(o, key, (size_t)(p - key));
+      continue;
+    }
+    p++;
+    while (*p == ' ' || *p == '\t' || *p == '\n') p++;
+    const char *val = p;
+    if (*p == '\'') {
+      for (p++; *p && *p != '\''; p++)
+        if (*p == '\\' && p[1]) p++;
+      if (*p) p++;
+    } else {
+      while (*p && *p != ' ' && *p != '\t' && *p != '\n') p++;
+    }
+    put_str(o, key, (size_t)(val - key));
+    if (kl == 8 && !memcmp(key, "password", 8))
+      put_str(o, REDACTED, sizeof REDACTED - 1);
+    else
+      redact_url(o, val, (size_t)(p - val));
+    while (*p == ' ' || *p == '\t' || *p == '\n') put_str(o, p++, 1);
+  }
+}
+
+char *ow_store_uri_redact(const char *uri) {
+  ow_buf o;
+  ow_buf_init(&o);
+  const char *colon = strchr(uri, ':');
+  if (colon && colon - uri == 4 && !memcmp(uri, "lmdb", 4)) {
+    put_str(&o, uri, strlen(uri)); /* a directory: nothing secret */
+  } else if (strstr(uri, "://") && (!colon || strstr(uri, "://") == colon)) {
+    redact_url(&o, uri, strlen(uri));
+  } else {
+    /* "postgres:CONNINFO", or an unknown scheme whose text might still hold a password. */
+    size_t pre = colon && !memchr(uri, '=', (size_t)(colon - uri)) ? (size_t)(colon + 1 - uri) : 0;
+    put_str(&o, uri, pre);
+    redact_conninfo(&o, uri + pre);
+  }
+  ow_buf_u8(&o, 0);
+  return (char *)o.data;
+}
 
 /* Removes a directory holding only files (a copy left half-made by a crash). */
 static void remove_flat_dir(const char *path) {

@@ -22,6 +22,9 @@ typedef struct ow_store_options {
                         (a process crash still loses nothing) */
   bool read_only;    /* open an existing store for reading only (backups, verify); it may be in
                         use by a running server at the same time (LMDB's lock file) */
+  double outage_s;   /* networked stores: how long writes wait for an unreachable server before
+                        they fail with OW_E_RETRY, timed from the first write that found it gone
+                        (0: 30 s) */
 } ow_store_options;
 
 /* Opens (creating if needed) the LMDB store in opt->path. The caller owns *out. */
@@ -34,6 +37,13 @@ int ow_store_open_uri(ow_store **out, const char *uri, const ow_store_options *o
 void ow_store_close(ow_store *s);
 /* The scheme of the implementation behind s ("lmdb"), for logs and /status. */
 const char *ow_store_scheme(const ow_store *s);
+/* Whether ow_store_copy can copy s (false: it answers -ENOTSUP), so that a backup on a store that
+ * cannot be copied is refused before anything is made. */
+bool ow_store_can_copy(const ow_store *s);
+/* A copy of a store URI fit for logs and /status: every password (a conninfo's password=, a URL's
+ * user:password@ and ?password=) replaced by "***", the rest as written. The caller frees it with
+ * ow_free. */
+char *ow_store_uri_redact(const char *uri);
 
 /* A batch of operations, applied in order by ow_store_write(). Encoded in one flat buffer:
  * [u8 op][u32 klen][key][u32 vlen][value] (value only for puts). */

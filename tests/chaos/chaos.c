@@ -28,7 +28,14 @@
  *
  * The last line is `kills=N confirmed=M lost_durable=L duplicated=D`; any problem fails the test.
  *
- * Usage: chaos SERVER_BINARY [--kills N] [--seed S] [--players P] [--keep]
+ * With --pg-faults (under tests/pg/pg_env.sh, the store in PostgreSQL) the server is never killed:
+ * PostgreSQL is, in turn killed with SIGKILL and started again, restarted (fast shutdown), and
+ * paused (SIGSTOP: unreachable, connections hang) and resumed, N times in all, while the players go
+ * on playing. The server must keep applying actions, confirm nothing it could not commit, and once
+ * the store is back every confirmed frame must be there exactly once: the final checks above, and
+ * the last line `pg_kills=N lost_durable=L duplicated=D` (ctest pg_faults).
+ *
+ * Usage: chaos SERVER_BINARY [--kills N] [--seed S] [--players P] [--keep] [--pg-faults]
  *        environment: OW_CHAOS_KILLS=N, OW_CHAOS_SEED=S (flags win).
  */
 #define _GNU_SOURCE
@@ -161,6 +168,8 @@ static struct {
   int players;
   uint32_t kills_wanted;
   bool keep;
+  bool pg_faults;             /* --pg-faults: fail PostgreSQL, not the server */
+  uint32_t pg_kills, pg_restarts, pg_pauses;
   ow_content *content;
   uint16_t t_wood, t_stone, t_plank, t_block, t_tree, t_rock, t_wall, t_door, t_chest, t_inventory,
       t_avatar;
@@ -1121,7 +1130,9 @@ static void check_store(bool final) {
   g.checks++;
   ow_store_options so = {.path = g.data, .map_size = 64u << 20};
   ow_store *store;
-  int rc = ow_store_open(&store, &so);
+  char *uri = ow_test_store_uri(g.data), err[512] = "";
+  int rc = uri ? ow_store_open_uri(&store, uri, &so, err, sizeof err) : ow_store_open(&store, &so);
+  ow_free(uri);
   if (rc) {
     problem("cannot open the store: %s", ow_strerror(rc));
     return;
@@ -1398,9 +1409,31 @@ static void final_phase(void) {
   check_store(true);
 }
 
+/* Runs the fault script of tests/pg/pg_env.sh (start, stop, kill, pause, resume). */
+static void pg_ctl(const char *what) {
+  const char *ctl = getenv("OW_TEST_PG_CTL");
+  if (!ctl || !*ctl) fatal("--pg-faults needs tests/pg/pg_env.sh (OW_TEST_PG_CTL)");
+  char cmd[1200];
+  snprintf(cmd, sizeof cmd, "%s %s", ctl, what);
+  if (system(cmd)) problem("'%s' failed", cmd);
+}
+
+/* One PostgreSQL fault, in turn SIGKILL, restart and pause, while the players keep playing: the
+ * store stays down for a while (actions are applied, nothing can be confirmed), then comes back. */
+static void pg_fault(void) {
+  uint32_t n = g.pg_kills + g.pg_restarts + g.pg_pauses;
+  const char *kind = n % 3 == 0 ? "kill" : n % 3 == 1 ? "stop" : "pause";
+  pg_ctl(kind);
+  if (n % 3 == 0) g.pg_kills++;
+  if (n % 3 == 1) g.pg_restarts++;
+  if (n % 3 == 2) g.pg_pauses++;
+  run_for((uint64_t)(200 + below(1500)) * 1000000ull);
+  pg_ctl(n % 3 == 2 ? "resume" : "start");
+}
+
 static void usage(void) {
   fprintf(stderr,
-          "usage: chaos SERVER_BINARY [--kills N] [--seed S] [--players 1..%d] [--keep]\n"
+          "usage: chaos SERVER_BINARY [--kills N] [--seed S] [--players 1..%d] [--keep] [--pg-faults]\n"
           "  environment: OW_CHAOS_KILLS=N, OW_CHAOS_SEED=S (flags win)\n",
           MAX_PLAYERS);
   exit(2);
@@ -1426,6 +1459,8 @@ int main(int argc, char **argv) {
       g.players = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--keep"))
       g.keep = true;
+    else if (!strcmp(argv[i], "--pg-faults"))
+      g.pg_faults = true;
     else
       usage();
   }
@@ -1484,7 +1519,11 @@ int main(int argc, char **argv) {
 
   uint64_t t0 = ow_now_ns();
   setup();
-  while (g.kills < g.kills_wanted) {
+  while (g.pg_faults && g.pg_kills + g.pg_restarts + g.pg_pauses < g.kills_wanted) {
+    run_for(uptime_ns());
+    pg_fault();
+  }
+  while (!g.pg_faults && g.kills < g.kills_wanted) {
     run_for(uptime_ns());
     kill_server();
     check_store(false);
@@ -1512,11 +1551,18 @@ int main(int argc, char **argv) {
     printf(" %s=%" PRIu64 "/%" PRIu64, act_names[k], ok, failed);
   }
   printf("\n");
-  printf("kills=%u confirmed=%" PRIu64 " lost_durable=%" PRIu64 " duplicated=%" PRIu64 "\n",
-         g.kills, g.confirmed, g.lost_durable, g.duplicated);
+  if (g.pg_faults) {
+    printf("chaos: pg_restarts=%u pg_pauses=%u\n", g.pg_restarts, g.pg_pauses);
+    printf("pg_kills=%u confirmed=%" PRIu64 " lost_durable=%" PRIu64 " duplicated=%" PRIu64 "\n",
+           g.pg_kills, g.confirmed, g.lost_durable, g.duplicated);
+  } else {
+    printf("kills=%u confirmed=%" PRIu64 " lost_durable=%" PRIu64 " duplicated=%" PRIu64 "\n",
+           g.kills, g.confirmed, g.lost_durable, g.duplicated);
+  }
   fflush(stdout);
 
-  bool failed = g.problems || g.lost_durable || g.duplicated || g.kills < g.kills_wanted;
+  bool failed = g.problems || g.lost_durable || g.duplicated ||
+                (g.pg_faults ? g.pg_kills + g.pg_restarts + g.pg_pauses : g.kills) < g.kills_wanted;
   for (int i = 0; i < g.players; i++) {
     ow_client_destroy(g.ps[i].c);
     OW_VEC_FREE(g.ps[i].acts);

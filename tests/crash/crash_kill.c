@@ -412,7 +412,10 @@ static void check_store(state *st, bool final) {
   read_side(st);
   ow_store_options so = {.path = st->store_path, .map_size = 64u << 20};
   ow_store *store;
-  int rc = ow_store_open(&store, &so);
+  /* Under tests/pg/pg_env.sh the child's store is the PostgreSQL schema for the same path. */
+  char *uri = ow_test_store_uri(st->store_path), err[512] = "";
+  int rc = uri ? ow_store_open_uri(&store, uri, &so, err, sizeof err) : ow_store_open(&store, &so);
+  ow_free(uri);
   if (rc) {
     problem(st, "cannot open the store: %s", ow_strerror(rc));
     return;

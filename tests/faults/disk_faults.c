@@ -21,7 +21,11 @@
  *     failed, which is applied as new (replayed = 0) and now confirmed; the refused account does
  *     not exist; SIGTERM exits 0.
  *
- * Usage: disk_faults SERVER_BINARY FAULTFS_SO [CASE...]   (no CASE: all of them)
+ * The case pg_down is the same story on a PostgreSQL store (run under tests/pg/pg_env.sh, ctest
+ * pg_store_down): step 2 stops the database instead of arming the shim, and the server, waiting
+ * store_outage_s = 1 for it, suspends durability the same way; step 4 starts it again first.
+ *
+ * Usage: disk_faults SERVER_BINARY FAULTFS_SO [CASE...]   (no CASE: all of the store's cases)
  * DISK_FAULTS_KEEP=1 keeps each case's directory (server logs, shim log, store) for inspection.
  */
 #define _GNU_SOURCE
@@ -49,23 +53,29 @@ enum via { VIA_ACTION, VIA_CHECKPOINT, VIA_SHUTDOWN };
 
 typedef struct fcase {
   const char *name;
-  const char *kind; /* FAULTFS_KIND */
+  const char *kind; /* FAULTFS_KIND, or "pg_down": no shim, the PostgreSQL server is stopped */
   int status;       /* the error the failed frame must report */
+  int status_or;    /* another one it may report instead (0: none) */
   enum via via;
   int eager; /* --eager_commit */
 } fcase;
 
 static const fcase cases[] = {
-    {"eio_write", "eio_write", -EIO, VIA_ACTION, 1},
-    {"enospc_write", "enospc_write", -ENOSPC, VIA_ACTION, 1},
+    {"eio_write", "eio_write", -EIO, 0, VIA_ACTION, 1},
+    {"enospc_write", "enospc_write", -ENOSPC, 0, VIA_ACTION, 1},
     /* LMDB turns a short page write into EIO ("short write, filesystem full?"). */
-    {"short_write", "short_write", -EIO, VIA_ACTION, 1},
-    {"eio_fsync", "eio_fsync", -EIO, VIA_ACTION, 1},
-    {"eio_fsync_tick", "eio_fsync", -EIO, VIA_ACTION, 0},
+    {"short_write", "short_write", -EIO, 0, VIA_ACTION, 1},
+    {"eio_fsync", "eio_fsync", -EIO, 0, VIA_ACTION, 1},
+    {"eio_fsync_tick", "eio_fsync", -EIO, 0, VIA_ACTION, 0},
     /* The O_DSYNC meta page write: LMDB also enters MDB_PANIC. */
-    {"eio_meta", "eio_meta", -EIO, VIA_ACTION, 1},
-    {"checkpoint_eio_write", "eio_write", -EIO, VIA_CHECKPOINT, 1},
-    {"shutdown_eio_fsync", "eio_fsync", -EIO, VIA_SHUTDOWN, 1},
+    {"eio_meta", "eio_meta", -EIO, 0, VIA_ACTION, 1},
+    {"checkpoint_eio_write", "eio_write", -EIO, 0, VIA_CHECKPOINT, 1},
+    {"shutdown_eio_fsync", "eio_fsync", -EIO, 0, VIA_SHUTDOWN, 1},
+    /* Nothing written (OW_E_RETRY, every attempt refused), or OW_E_STORE when the frame's COMMIT
+     * was already sent as the database went away: its outcome is unknown and cannot be read back,
+     * so the store may not call the failure retryable. Which one depends on when the client side
+     * saw the connection close. */
+    {"pg_down", "pg_down", OW_E_RETRY, OW_E_STORE, VIA_ACTION, 1},
 };
 
 #define MOVES 5
@@ -77,8 +87,20 @@ static pid_t server = -1;
 static int port, runs;
 static char logpath[PATH_MAX + 32];
 static int armed; /* the fault is armed: a DURABLE with status 0 is a failure from now on */
+static int want_status; /* the error the failed frame reported (cur->status or cur->status_or) */
 
+static bool is_pg(void) { return !strcmp(cur->kind, "pg_down"); }
+
+/* Runs tests/pg/pg_env.sh's control script: "start" or "stop" the PostgreSQL server. */
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void pg_ctl(const char *what) {
+  const char *ctl = getenv("OW_TEST_PG_CTL");
+  char cmd[PATH_MAX + 16];
+  if (!ctl) die("pg_down needs tests/pg/pg_env.sh (OW_TEST_PG_CTL)");
+  snprintf(cmd, sizeof cmd, "'%s' %s", ctl, what);
+  if (system(cmd)) die("%s failed", cmd);
+}
+
 static void die(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
@@ -129,9 +151,10 @@ static void start(const char *bin, const char *shim, const char *checkpoint_s) {
     setenv("FAULTFS_ARM", arm, 1);
     setenv("FAULTFS_LOG", flog, 1);
   }
+  /* store_outage_s matters only on PostgreSQL: how long the frame waits for a stopped server. */
   const char *const args[] = {"--shutdown_notice_s", "0.2", "--pwhash_ops", "1", "--pwhash_mem_kb",
                               "64", "--checkpoint_s", checkpoint_s, "--eager_commit",
-                              cur->eager ? "1" : "0", NULL};
+                              cur->eager ? "1" : "0", "--store_outage_s", "1", NULL};
   ow_test_server ts;
   int rc = ow_test_server_start(&ts, bin, data, logpath, args, 30000);
   for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) unsetenv(vars[i]);
@@ -394,7 +417,8 @@ static void run_case(const char *bin, const char *shim) {
   runs = 0;
   armed = 0;
   const char *cp = cur->via == VIA_CHECKPOINT ? "0.3" : "60";
-  start(bin, shim, cp);
+  start(bin, is_pg() ? NULL : shim, cp);
+  want_status = cur->status;
 
   player a = {.name = "alice"}, b = {.name = "bob"}, c = {.name = "carol"};
   a.c = ow_client_create(ctx, &callbacks, &a);
@@ -416,11 +440,15 @@ static void run_case(const char *bin, const char *shim) {
   unsigned long long d0 = json_u64(st, "durable_frame");
 
   /* 2. Arm the shim and make the next commit fail. */
-  char armpath[PATH_MAX + 8];
-  snprintf(armpath, sizeof armpath, "%s/arm", dir);
-  int fd = open(armpath, O_WRONLY | O_CREAT, 0644);
-  if (fd < 0) die("arm: %s", strerror(errno));
-  close(fd);
+  if (is_pg()) {
+    pg_ctl("stop");
+  } else {
+    char armpath[PATH_MAX + 8];
+    snprintf(armpath, sizeof armpath, "%s/arm", dir);
+    int fd = open(armpath, O_WRONLY | O_CREAT, 0644);
+    if (fd < 0) die("arm: %s", strerror(errno));
+    close(fd);
+  }
   armed = 1;
   int applied0 = a.applied;
   if (cur->via == VIA_ACTION) {
@@ -429,7 +457,8 @@ static void run_case(const char *bin, const char *shim) {
     if (a.applied != applied0 + 1 || a.applied_seq != MOVES + 1 || a.applied_code ||
         a.applied_replayed)
       die("the action after the fault was not APPLIED as seq %d", MOVES + 1);
-    if (a.fail_status != cur->status || a.fail_seq != MOVES + 1)
+    if (cur->status_or && a.fail_status == cur->status_or) want_status = cur->status_or;
+    if (a.fail_status != want_status || a.fail_seq != MOVES + 1)
       die("failed DURABLE status %s for seq %llu, want %s for seq %d", ow_err_name(a.fail_status),
           (unsigned long long)a.fail_seq, ow_err_name(cur->status), MOVES + 1);
     if (ow_client_unconfirmed(a.c) != 1) die("the failed action is not kept for re-sending");
@@ -483,7 +512,7 @@ static void run_case(const char *bin, const char *shim) {
         die("re-sent seq %llu not answered as a replay", (unsigned long long)a.applied_seq);
       pump(&a.durable_fail, fail0 + 1, "the replayed action was not told it is not durable",
            a.name);
-      if (a.fail_status != cur->status || a.fail_seq != MOVES + 1)
+      if (a.fail_status != want_status || a.fail_seq != MOVES + 1)
         die("replay: DURABLE status %s for seq %llu", ow_err_name(a.fail_status),
             (unsigned long long)a.fail_seq);
       if (ow_client_unconfirmed(a.c) != 1) die("the failed action is no longer kept");
@@ -491,7 +520,7 @@ static void run_case(const char *bin, const char *shim) {
     get_status(st, sizeof st);
     char want[96];
     snprintf(want, sizeof want, "\"store_failed\":true,\"store_error\":\"%s\"",
-             ow_err_name(cur->status));
+             ow_err_name(want_status));
     if (!strstr(st, want) || json_u64(st, "durable_frame") != d0)
       die("status after the fault: %s (want %s and durable_frame %llu)", st, want, d0);
 
@@ -522,26 +551,37 @@ static void run_case(const char *bin, const char *shim) {
 
   /* What the faulted run left behind. */
   char flog[PATH_MAX + 16], line[4096] = "";
-  snprintf(flog, sizeof flog, "%s/faultfs.log", dir);
-  int injected = count_lines(flog, "faultfs injected", line, sizeof line);
-  if (injected != 1) die("the shim injected %d faults, want 1", injected);
+  if (is_pg()) {
+    /* The store's own line, once however many writes found the server gone. */
+    int down = count_lines(logpath, "event=store_pg_unreachable", line, sizeof line);
+    if (down != 1) die("%d store_pg_unreachable lines, want 1", down);
+  } else {
+    snprintf(flog, sizeof flog, "%s/faultfs.log", dir);
+    int injected = count_lines(flog, "faultfs injected", line, sizeof line);
+    if (injected != 1) die("the shim injected %d faults, want 1", injected);
+  }
   fprintf(stderr, "disk_faults: [%s] %s", cur->name, line);
-  int errlines = count_lines(logpath, "level=error", line, sizeof line);
-  if (errlines != 1 || !strstr(line, "event=durability_suspended"))
-    die("%d error lines in the server log, want 1 durability_suspended: %s", errlines, line);
+  int errlines = count_lines(logpath, "level=error", NULL, 0);
+  int suspended = count_lines(logpath, "event=durability_suspended", line, sizeof line);
+  if (errlines != 1 + is_pg() || suspended != 1)
+    die("%d error lines in the server log, want %d with 1 durability_suspended (%d)", errlines,
+        1 + is_pg(), suspended);
   if (cur->via != VIA_ACTION && !strstr(line, " actions=0 "))
     die("the failed frame should hold no action: %s", line);
   fprintf(stderr, "disk_faults: [%s] %s", cur->name, line);
   char stopped[64];
-  snprintf(stopped, sizeof stopped, "store_error=%s", ow_err_name(cur->status));
+  snprintf(stopped, sizeof stopped, "store_error=%s", ow_err_name(want_status));
   if (count_lines(logpath, stopped, NULL, 0) != 1) die("the stopped line does not say %s", stopped);
 
   /* 4. Restart without the shim: recovery re-reads what is really on disk. */
   armed = 0;
+  if (is_pg()) pg_ctl("start");
   start(bin, NULL, "60");
   char rec[PATH_MAX + 64];
   snprintf(rec, sizeof rec, "event=recovered store=lmdb:%s/data seeded=0", dir);
-  if (count_lines(logpath, rec, line, sizeof line) != 1) die("no recovery line");
+  if (count_lines(logpath, is_pg() ? "event=recovered store=postgres:" : rec, line, sizeof line) != 1 ||
+      !strstr(line, " seeded=0 "))
+    die("no recovery line");
   char *fr = strstr(line, " frame=");
   if (!fr || strtoull(fr + 7, NULL, 10) != d0)
     die("recovered %s, want frame=%llu (the last durable frame)", line, d0);
@@ -589,7 +629,7 @@ static void run_case(const char *bin, const char *shim) {
   else if (system(cmd)) die("rm -rf %s", dir);
   logpath[0] = 0;
   fprintf(stderr, "disk_faults: [%s] ok: durable_frame=%llu confirmed=%d status=%s\n", cur->name,
-          d0, MOVES, ow_err_name(cur->status));
+          d0, MOVES, ow_err_name(want_status));
 }
 
 int main(int argc, char **argv) {
@@ -608,7 +648,8 @@ int main(int argc, char **argv) {
   if (ow_client_ctx_create(&o, &ctx)) die("client context");
   int passed = 0;
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-    bool chosen = argc == 3;
+    /* All cases: the shim's on LMDB, pg_down under tests/pg/pg_env.sh (OW_TEST_PG). */
+    bool chosen = argc == 3 && !strcmp(cases[i].kind, "pg_down") == !!getenv("OW_TEST_PG");
     for (int k = 3; k < argc; k++) chosen |= !strcmp(argv[k], cases[i].name);
     if (!chosen) continue;
     cur = &cases[i];

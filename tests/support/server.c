@@ -62,6 +62,14 @@ int ow_test_server_start(ow_test_server *s, const char *bin, const char *data_di
   }
   const char *fixed[] = {bin, "--data_dir", data_dir, "--bind", "127.0.0.1", "--port", "0"};
   for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) argv[n++] = fixed[i];
+  /* Under tests/pg/pg_env.sh the server keeps the world in PostgreSQL, one schema per data_dir. */
+  static char *pg_uri;
+  ow_free(pg_uri);
+  pg_uri = ow_test_store_uri(data_dir);
+  if (pg_uri) {
+    argv[n++] = "--store";
+    argv[n++] = pg_uri;
+  }
   for (int i = 0; args && args[i] && n < 95; i++) argv[n++] = args[i];
   argv[n] = NULL;
   fflush(stdout);

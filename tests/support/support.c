@@ -48,9 +48,11 @@ ow_content *ow_test_content(void) {
 ow_store *ow_test_store(const char *dir) {
   ow_store_options o = {.path = dir, .map_size = 64u << 20, .nosync = false};
   ow_store *s;
-  int rc = ow_store_open(&s, &o);
+  char *uri = ow_test_store_uri(dir), err[512] = "";
+  int rc = uri ? ow_store_open_uri(&s, uri, &o, err, sizeof err) : ow_store_open(&s, &o);
+  ow_free(uri);
   if (rc) {
-    fprintf(stderr, "store %s: %s\n", dir, ow_strerror(rc));
+    fprintf(stderr, "store %s: %s %s\n", dir, ow_strerror(rc), err);
     abort();
   }
   return s;

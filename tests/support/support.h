@@ -17,8 +17,12 @@ void ow_test_rmdir(char *path);
 ow_content *ow_test_content(void);
 /* Path of a file in the source tree (static storage, overwritten by the next call). */
 const char *ow_test_source_path(const char *rel);
-/* Opens a store in dir with full durability; aborts on failure. */
+/* Opens a store in dir with full durability; aborts on failure. Under tests/pg/pg_env.sh the store
+ * is the PostgreSQL schema that stands for dir (ow_test_store_uri). */
 ow_store *ow_test_store(const char *dir);
+/* Under tests/pg/pg_env.sh (OW_TEST_PG set): the URI of the PostgreSQL store that stands for dir,
+ * its schema created if missing (caller frees); otherwise NULL (tests/pg/pgtest.c). */
+char *ow_test_store_uri(const char *dir);
 /* Default zone configuration used by the tests (reach 8 m, regions of 256 m, window 64). */
 ow_zone_config ow_test_zone_config(void);
 

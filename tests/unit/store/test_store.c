@@ -234,6 +234,40 @@ static void test_open_uri(void **state) {
   ow_test_rmdir(dir);
 }
 
+/* What logs and /status show of a store URI: every password masked, in each form libpq reads,
+ * and nothing else changed. */
+static void redacted(const char *uri, const char *want) {
+  char *got = ow_store_uri_redact(uri);
+  assert_string_equal(got, want);
+  ow_free(got);
+}
+
+static void test_uri_redact(void **state) {
+  (void)state;
+  redacted("lmdb:/var/lib/ow password=x", "lmdb:/var/lib/ow password=x"); /* a path */
+  redacted("postgres:host=db port=5432 dbname=w", "postgres:host=db port=5432 dbname=w");
+  redacted("postgres:host=db password=s3cret user=ow", "postgres:host=db password=*** user=ow");
+  redacted("postgres:password = s3cret host=db", "postgres:password = *** host=db");
+  redacted("postgres:password='a b\\'c' host=db", "postgres:password=*** host=db");
+  redacted("postgres:host=db password=", "postgres:host=db password=***");
+  redacted("postgres:dbname=postgres://u:pw@h/w host=x", "postgres:dbname=postgres://u:***@h/w host=x");
+  redacted("postgres://ow:s3cret@db:5432/w", "postgres://ow:***@db:5432/w");
+  redacted("postgresql://ow@db/w?password=s3cret&sslmode=require",
+           "postgresql://ow@db/w?password=***&sslmode=require");
+  redacted("postgres://ow:p@db/w?sslmode=require&password=s",
+           "postgres://ow:***@db/w?sslmode=require&password=***");
+  redacted("postgres://db/w@x", "postgres://db/w@x"); /* '@' after '/' is not user information */
+  redacted("postgres://ow@db/w", "postgres://ow@db/w");
+  redacted("", "");
+  /* An unknown scheme's error message does not repeat a password either. */
+  ow_store *s;
+  char err[256];
+  ow_store_options o = {0};
+  assert_int_equal(ow_store_open_uri(&s, "pgsql://ow:s3cret@db/w", &o, err, sizeof err), OW_E_INVAL);
+  assert_null(strstr(err, "s3cret"));
+  assert_non_null(strstr(err, "pgsql://ow:***@db/w"));
+}
+
 /* The fault wrapper fails exactly the call its rule names, counts every call, and a failed write
  * reaches nothing unless the rule says the batch lands first. */
 static void test_fault_wrapper(void **state) {
@@ -292,6 +326,7 @@ int main(void) {
       cmocka_unit_test(test_conditional_write),
       cmocka_unit_test(test_open_uri),
       cmocka_unit_test(test_fault_wrapper),
+      cmocka_unit_test(test_uri_redact),
   };
   return cmocka_run_group_tests_name("store", tests, NULL, NULL);
 }
