@@ -310,13 +310,13 @@ int main(int argc, char **argv) {
   t.srv.store = store; /* its size for /metrics */
   ow_zone_loop_create(&a.zl, a.loop, a.zone, t.srv.tick_hz, t.loop.checkpoint_s);
   /* Uploaded assets live beside the store, as files (src/assets/store.h), not in it: in the LMDB
-   * store's directory (data_dir unless `store` names another), else in data_dir. */
+   * store's directory unless asset_dir names another. A database store has no directory of its
+   * own (and zones on several hosts share it), so there uploads are off until asset_dir is set. */
   char *asset_dir = *cfg.asset_dir ? ow_strdup(cfg.asset_dir) : NULL;
-  if (!asset_dir) {
-    const char *base = !strncmp(uri, "lmdb:", 5) ? uri + 5 : cfg.data_dir;
-    size_t n = strlen(base) + 8;
+  if (!asset_dir && !strncmp(uri, "lmdb:", 5)) {
+    size_t n = strlen(uri + 5) + 8;
     asset_dir = ow_malloc(n);
-    snprintf(asset_dir, n, "%s/assets", base);
+    snprintf(asset_dir, n, "%s/assets", uri + 5);
   }
   t.srv.assets.dir = asset_dir;
   rc = ow_server_create(&a.server, a.loop, a.zone, a.zl, auth, &t.srv);

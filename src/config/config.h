@@ -96,7 +96,7 @@
     NUM(backup_keep, "24", 1, 1e6, TO(backup.keep), "scheduled backups kept; older ones are removed") \
     NUM(rate_kick_decay, "50", 0, 1e9, TO(srv.rate_kick_decay), "refusals per second forgiven from that pile") \
     STR(asset_dir, "", NULL, 1, 4000, BY_HAND, "directory of uploaded assets (POST /assets, " \
-      "docs/assets.md; empty: assets/ in the LMDB store's directory, or in data_dir for another store)") \
+      "docs/assets.md; empty: assets/ in the LMDB store's directory; with a database store, no uploads)") \
     NUM(asset_max_mb, "64", 0.001, 4096, MIB(srv.assets.max_upload), "largest asset upload, refused " \
       "from its Content-Length before the body is read (413)") \
     NUM(asset_quota_mb, "256", 0, 1e7, MIB(srv.assets.quota), "bytes of distinct assets one account " \

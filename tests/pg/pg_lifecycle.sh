@@ -8,7 +8,7 @@ set -euo pipefail
 bin="$1"
 : "${OW_TEST_PG:?run under tests/pg/pg_env.sh}"
 dir="$(mktemp -d "${TMPDIR:-/tmp}/ow-pglife-XXXXXX")"
-trap 'rm -rf "$dir"' EXIT
+trap 'if [ -n "${pid:-}" ]; then kill -9 "$pid" 2>/dev/null || true; fi; rm -rf "$dir"' EXIT
 fail() { echo "FAIL: $*"; echo "--- log"; cat "$dir/log" 2>/dev/null || true; exit 1; }
 sql() { psql "$OW_TEST_PG" -v ON_ERROR_STOP=1 -qAtc "$1"; }
 
