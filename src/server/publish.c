@@ -1,7 +1,7 @@
 /*
- * publish: the replica and the players' poses, out to each client's area of interest. Every tick a
- * client gets a snapshot delta (replica.c) within its bandwidth budget; at pose_hz it gets the
- * freshest poses of the avatars in the cells around it (interest.h), nearest first.
+ * publish: the replica and the players' poses, out to each client's area of interest. At
+ * snapshot_hz a client gets a snapshot delta (replica.c) within its bandwidth budget; at pose_hz it
+ * gets the freshest poses of the avatars in the cells around it (interest.h), nearest first.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -47,6 +47,16 @@ void server_publish_cb(uv_timer_t *t) {
     publish_poses(s);
     now = ow_now_ns();
   }
+  /* Snapshots at snapshot_hz rather than at every tick: a snapshot is a delta, so a skipped tick
+   * loses nothing, and at the pose rate a client's SNAPSHOT and POSES of one turn are queued
+   * together and leave as one WebSocket message (47 messages per client per second at 60 Hz ticks
+   * and 30 Hz poses, against 30). */
+  if (s->cfg.snapshot_hz > 0 && s->cfg.snapshot_hz < s->cfg.tick_hz) {
+    if (now < s->next_snapshot_ns) return;
+    uint64_t period = (uint64_t)(1e9 / s->cfg.snapshot_hz);
+    s->next_snapshot_ns += period;
+    if (s->next_snapshot_ns < now) s->next_snapshot_ns = now + period; /* fell behind: no burst */
+  }
   double budget = s->cfg.down_kbps * 1000.0 / 8.0; /* bytes per second per client */
   for (size_t i = 0; i < s->clients.len; i++) {
     client *c = s->clients.v[i];
@@ -90,6 +100,13 @@ static void publish_poses(ow_server *s) {
   OW_VEC(uint32_t) ent_at = {0}; /* poser j's entry is ents[ent_at[j] .. ent_at[j + 1]) */
   ow_buf ents;
   ow_buf_init(&ents);
+  /* Version 2 (compact) entries: the root's cell and fixed-point position, and the bytes after
+   * the root (its rotation and the bones), which are the same for every receiver. */
+  float rs = ow_world_config_get(w)->region_size;
+  OW_VEC(ow_pose2_root) roots = {0};
+  OW_VEC(uint32_t) tail_at = {0}; /* poser j's tail is tails[tail_at[j] .. tail_at[j + 1]) */
+  ow_buf tails;
+  ow_buf_init(&tails);
   ow_map first;      /* cell -> index + 1 of the first poser in it */
   ow_map_init(&first);
   OW_VEC(uint32_t) next = {0};
@@ -106,9 +123,15 @@ static void publish_poses(ow_server *s) {
     OW_VEC_PUSH(ent_at, (uint32_t)ents.len);
     ow_buf_u64(&ents, sc->avatar);
     ow_proto_put_pose(&ents, &sc->pose);
+    ow_pose2_root r2;
+    ow_pose2_root_of(&sc->pose, rs, &r2);
+    OW_VEC_PUSH(roots, r2);
+    OW_VEC_PUSH(tail_at, (uint32_t)tails.len);
+    ow_pose2_put_tail(&tails, &sc->pose);
     ow_map_set(&first, key, posers.len);
   }
   OW_VEC_PUSH(ent_at, (uint32_t)ents.len);
+  OW_VEC_PUSH(tail_at, (uint32_t)tails.len);
   OW_VEC(cand) cands = {0};
   for (size_t i = 0; i < s->clients.len && posers.len; i++) {
     client *rc = s->clients.v[i];
@@ -142,7 +165,9 @@ static void publish_poses(ow_server *s) {
         *pv = ((uint64_t)bits << 32) | sent_seq;
         cand cd = {j - 1, prio};
         OW_VEC_PUSH(cands, cd);
-        need += ent_at.v[j] - ent_at.v[j - 1];
+        /* v2: u16 slot, then the compact pose (the exact size is known only while writing). */
+        need += rc->proto >= 2 ? 2 + 9 + tail_at.v[j] - tail_at.v[j - 1]
+                               : ent_at.v[j] - ent_at.v[j - 1];
       }
     }
     if (!cands.len) continue;
@@ -151,20 +176,54 @@ static void publish_poses(ow_server *s) {
      * only when they do not all fit (header: type, length, server_time_ms, n). */
     double left = total - reliable_rate(rc, t0);
     size_t budget = left > 0 ? (size_t)(left / s->cfg.pose_hz) : 0;
-    if (3 + 4 + 2 + need > budget) qsort(cands.v, cands.len, sizeof *cands.v, cmp_cand);
+    size_t head = rc->proto >= 2 ? 3 + 4 + 8 + 2 : 3 + 4 + 2;
+    if (head + need > budget) qsort(cands.v, cands.len, sizeof *cands.v, cmp_cand);
     ow_buf *b = &s->out;
     b->len = 0;
     size_t at = ow_proto_begin(b, OW_MSG_POSES);
     ow_buf_u32(b, (uint32_t)(ow_now_ns() / 1000000));
+    if (rc->proto >= 2) {
+      ow_buf_i32(b, mc.x);
+      ow_buf_i32(b, mc.z);
+    }
     size_t count_at = b->len;
     ow_buf_u16(b, 0);
     uint16_t n = 0;
+    /* Slots given in this message count only once it is queued: a message dropped below tells
+     * the client nothing, so its avatars are bound again in the next one. */
+    if (rc->next_slot >= 0x8000) {
+      ow_map_deinit(&rc->slots); /* every slot is given anew, each with its avatar id again */
+      ow_map_init(&rc->slots);
+      rc->next_slot = 0;
+    }
+    uint16_t given = 0;
     for (size_t k = 0; k < cands.len; k++) {
       uint32_t j = cands.v[k].j;
       client *sc = posers.v[j];
-      size_t entry = ent_at.v[j + 1] - ent_at.v[j];
-      if (n && b->len + entry > budget) break;
-      ow_buf_put(b, ents.data + ent_at.v[j], entry);
+      size_t mark = b->len;
+      if (rc->proto >= 2) {
+        uint64_t *sl = ow_map_get(&rc->slots, sc->avatar);
+        if (sl && *sl <= rc->next_slot) {
+          ow_buf_u16(b, (uint16_t)(*sl - 1));
+        } else {
+          if (rc->next_slot + given >= 0x8000) continue; /* out of slots until the next round */
+          ow_buf_u16(b, (uint16_t)(0x8000u | (rc->next_slot + given)));
+          ow_buf_u64(b, sc->avatar);
+        }
+        ow_pose2_put_root(b, &sc->pose, &roots.v[j], mc.x, mc.z);
+        ow_buf_put(b, tails.data + tail_at.v[j], tail_at.v[j + 1] - tail_at.v[j]);
+      } else {
+        ow_buf_put(b, ents.data + ent_at.v[j], ent_at.v[j + 1] - ent_at.v[j]);
+      }
+      if (n && b->len > budget) {
+        b->len = mark;
+        break;
+      }
+      if (rc->proto >= 2 && b->data[mark + 1] & 0x80) {
+        /* Tentative until the send below: a slot above next_slot is not yet the client's. */
+        ow_map_set(&rc->slots, sc->avatar, (uint64_t)rc->next_slot + given + 1);
+        given++;
+      }
       n++;
       *ow_map_get(&rc->prio, sc->session) = sc->pose_seq; /* priority back to 0 */
     }
@@ -175,6 +234,13 @@ static void publish_poses(ow_server *s) {
     if (ow_conn_queued(rc->conn) + b->len <= BACKLOG_BYTES && !ow_net_send(rc->conn, b->data, b->len)) {
       s->stats.poses_out += n;
       s->stats.bytes_out += b->len;
+      rc->next_slot = (uint16_t)(rc->next_slot + given);
+    } else if (given) {
+      /* Not sent: forget the tentative slots, which later rounds will give to other avatars. */
+      for (size_t k = 0; k < cands.len; k++) {
+        uint64_t *sl = ow_map_get(&rc->slots, posers.v[cands.v[k].j]->avatar);
+        if (sl && *sl > rc->next_slot) ow_map_del(&rc->slots, posers.v[cands.v[k].j]->avatar);
+      }
     }
   }
   OW_VEC_FREE(cands);
@@ -183,6 +249,9 @@ static void publish_poses(ow_server *s) {
   OW_VEC_FREE(ent_at);
   OW_VEC_FREE(next);
   ow_buf_deinit(&ents);
+  OW_VEC_FREE(roots);
+  OW_VEC_FREE(tail_at);
+  ow_buf_deinit(&tails);
   ow_map_deinit(&first);
   ow_samples_add(&s->stats.poses_ns, ow_now_ns() - t0);
 }

@@ -51,6 +51,11 @@ struct client {
   /* replication */
   ow_view *view;
   ow_map prio; /* sender session -> (u32 float priority bits << 32) | last pose seq sent */
+  uint16_t proto; /* the protocol version agreed in HELLO (1 until then) */
+  /* Version 2 POSES name an avatar by a slot of this client's: avatar -> slot + 1 for the avatars
+   * it was told about, and the next slot to give. Past the 15-bit range every slot is given anew. */
+  ow_map slots;
+  uint16_t next_slot;
   ow_buf held; /* messages that arrived while a login or registration was being hashed */
   double reliable_bps; /* recent rate of snapshot bytes, which the pose budget leaves room for */
   uint64_t pose_warned_ns; /* last time the client was told its poses are over the rate */
@@ -111,6 +116,9 @@ struct ow_server {
    * then queued together and leave in one WebSocket message. */
   bool poses_on_tick;
   uint64_t next_pose_ns;
+  /* Snapshots go out on the first tick at or after next_snapshot_ns (snapshot_hz): at the default
+   * 30 Hz against 60 Hz ticks every other tick, together with that tick's poses. */
+  uint64_t next_snapshot_ns;
   int handles;
   OW_VEC(client *) clients; /* every connection, for publishing */
   ow_map by_session;        /* zone session -> client* */
