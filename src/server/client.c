@@ -148,7 +148,6 @@ void server_on_open(void *ud, ow_conn *conn) {
   c->pose_bucket = server_pose_burst(s); /* full, as the action bucket */
   c->bucket_ns = c->pose_ns = c->last_rx_ns = ow_now_ns();
   ow_map_init(&c->prio);
-  ow_map_init(&c->slots);
   c->proto = 1;
   ow_conn_set_user(conn, c);
   OW_VEC_PUSH(s->clients, c);
@@ -224,7 +223,6 @@ void server_client_drop(ow_server *s, client *c) {
     }
   ow_view_destroy(c->view);
   ow_map_deinit(&c->prio);
-  ow_map_deinit(&c->slots);
   ow_buf_deinit(&c->held);
   ow_free(c);
 }

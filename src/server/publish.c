@@ -73,14 +73,25 @@ void server_publish_cb(uv_timer_t *t) {
 }
 
 typedef struct cand {
-  uint32_t j; /* index of the sender in the publish's posers */
+  uint32_t j;   /* index of the sender in the publish's posers */
   float prio;
+  uint64_t *pv; /* the receiver's prio entry for the sender (valid while rc->prio does not grow) */
 } cand;
 
 static int cmp_cand(const void *a, const void *b) {
   float x = ((const cand *)a)->prio, y = ((const cand *)b)->prio;
   return x < y ? 1 : x > y ? -1 : 0;
 }
+
+/* A receiver's entry for one sender in rc->prio: the priority accumulator (float bits), the
+ * version 2 slot the receiver knows the sender's avatar by (slot + 1; 0: none yet) and the low 16
+ * bits of the last pose seq sent (a sender cannot send 65,536 poses between two publishes: the
+ * pose rate limit is far below). One lookup gives all three. */
+#define PV_PRIO(v) ((uint32_t)((v) >> 32))
+#define PV_SLOT(v) ((uint32_t)((v) >> 16) & 0xffffu)
+#define PV_SEQ(v) ((uint16_t)(v))
+#define PV_MAKE(prio, slot, seq) \
+  (((uint64_t)(prio) << 32) | ((uint64_t)((slot) & 0xffffu) << 16) | (uint16_t)(seq))
 
 void server_poses_cb(uv_timer_t *t) { publish_poses(t->data); }
 
@@ -141,6 +152,7 @@ static void publish_poses(ow_server *s) {
     if (!me) continue;
     ow_cell mc = ow_world_region_cell(w, me->region);
     cands.len = 0;
+    size_t prio_cap = rc->prio.cap;
     size_t need = 0; /* bytes of every candidate's entry */
     ow_cell cc;
     for (ow_interest it = ow_interest_begin(mc, s->radius_cells); ow_interest_next(&it, &cc);) {
@@ -150,20 +162,20 @@ static void publish_poses(ow_server *s) {
         if (sc == rc) continue;
         uint64_t *pv = ow_map_get(&rc->prio, sc->session);
         if (!pv) {
-          ow_map_set(&rc->prio, sc->session, 0);
+          /* Nothing sent yet: a seq that differs from the sender's. */
+          ow_map_set(&rc->prio, sc->session, PV_MAKE(0, 0, sc->pose_seq + 1));
           pv = ow_map_get(&rc->prio, sc->session);
         }
-        uint32_t sent_seq = (uint32_t)*pv;
-        if (sent_seq == sc->pose_seq) continue; /* nothing new from this one */
+        if (PV_SEQ(*pv) == (uint16_t)sc->pose_seq) continue; /* nothing new from this one */
         const ow_entity *other = where.v[j - 1];
         float prio;
-        uint32_t bits = (uint32_t)(*pv >> 32);
+        uint32_t bits = PV_PRIO(*pv);
         memcpy(&prio, &bits, 4);
         float ddx = other->xf.pos[0] - me->xf.pos[0], ddz = other->xf.pos[2] - me->xf.pos[2];
         prio += 1.0f / (1.0f + sqrtf(ddx * ddx + ddz * ddz) / 4.0f);
         memcpy(&bits, &prio, 4);
-        *pv = ((uint64_t)bits << 32) | sent_seq;
-        cand cd = {j - 1, prio};
+        *pv = PV_MAKE(bits, PV_SLOT(*pv), PV_SEQ(*pv));
+        cand cd = {j - 1, prio, pv};
         OW_VEC_PUSH(cands, cd);
         /* v2: u16 slot, then the compact pose (the exact size is known only while writing). */
         need += rc->proto >= 2 ? 2 + 9 + tail_at.v[j] - tail_at.v[j - 1]
@@ -171,6 +183,9 @@ static void publish_poses(ow_server *s) {
       }
     }
     if (!cands.len) continue;
+    if (rc->prio.cap != prio_cap) /* the map grew while collecting: its entries moved */
+      for (size_t k = 0; k < cands.len; k++)
+        cands.v[k].pv = ow_map_get(&rc->prio, posers.v[cands.v[k].j]->session);
     /* Reliable traffic comes first; poses get what is left of the client's budget, and never less
      * than one pose per publish so that the nearest avatar keeps moving. Priority order decides
      * only when they do not all fit (header: type, length, server_time_ms, n). */
@@ -191,20 +206,24 @@ static void publish_poses(ow_server *s) {
     uint16_t n = 0;
     /* Slots given in this message count only once it is queued: a message dropped below tells
      * the client nothing, so its avatars are bound again in the next one. */
-    if (rc->next_slot >= 0x8000) {
-      ow_map_deinit(&rc->slots); /* every slot is given anew, each with its avatar id again */
-      ow_map_init(&rc->slots);
+    if (rc->proto >= 2 && rc->next_slot >= 0x8000) {
+      /* Every slot is given anew, each with its avatar id again. */
+      for (size_t k = 0; k < rc->prio.cap; k++)
+        if (rc->prio.keys[k]) rc->prio.vals[k] &= ~(0xffffull << 16);
+      if (rc->prio.has_zero) rc->prio.zero_val &= ~(0xffffull << 16);
       rc->next_slot = 0;
     }
     uint16_t given = 0;
+    size_t written = 0;
     for (size_t k = 0; k < cands.len; k++) {
       uint32_t j = cands.v[k].j;
       client *sc = posers.v[j];
+      uint64_t *pv = cands.v[k].pv;
+      uint32_t slot = PV_SLOT(*pv); /* slot + 1, or 0 */
       size_t mark = b->len;
       if (rc->proto >= 2) {
-        uint64_t *sl = ow_map_get(&rc->slots, sc->avatar);
-        if (sl && *sl <= rc->next_slot) {
-          ow_buf_u16(b, (uint16_t)(*sl - 1));
+        if (slot) {
+          ow_buf_u16(b, (uint16_t)(slot - 1));
         } else {
           if (rc->next_slot + given >= 0x8000) continue; /* out of slots until the next round */
           ow_buf_u16(b, (uint16_t)(0x8000u | (rc->next_slot + given)));
@@ -219,13 +238,13 @@ static void publish_poses(ow_server *s) {
         b->len = mark;
         break;
       }
-      if (rc->proto >= 2 && b->data[mark + 1] & 0x80) {
-        /* Tentative until the send below: a slot above next_slot is not yet the client's. */
-        ow_map_set(&rc->slots, sc->avatar, (uint64_t)rc->next_slot + given + 1);
-        given++;
-      }
+      if (rc->proto >= 2 && !slot) given++;
       n++;
-      *ow_map_get(&rc->prio, sc->session) = sc->pose_seq; /* priority back to 0 */
+      /* Priority back to 0 and the pose counted as sent, whether or not the message can be
+       * queued below (a stale pose is never sent later). Its order among the written ones is
+       * kept in cands[0 .. written). */
+      *pv = PV_MAKE(0, slot, sc->pose_seq);
+      cands.v[written++] = cands.v[k];
     }
     b->data[count_at] = (uint8_t)n;
     b->data[count_at + 1] = (uint8_t)(n >> 8);
@@ -234,13 +253,14 @@ static void publish_poses(ow_server *s) {
     if (ow_conn_queued(rc->conn) + b->len <= BACKLOG_BYTES && !ow_net_send(rc->conn, b->data, b->len)) {
       s->stats.poses_out += n;
       s->stats.bytes_out += b->len;
-      rc->next_slot = (uint16_t)(rc->next_slot + given);
-    } else if (given) {
-      /* Not sent: forget the tentative slots, which later rounds will give to other avatars. */
-      for (size_t k = 0; k < cands.len; k++) {
-        uint64_t *sl = ow_map_get(&rc->slots, posers.v[cands.v[k].j]->avatar);
-        if (sl && *sl > rc->next_slot) ow_map_del(&rc->slots, posers.v[cands.v[k].j]->avatar);
+      /* Now the client knows the slots of this message: remember them, in the order given. */
+      for (size_t k = 0, g = 0; k < written && g < given; k++) {
+        uint64_t *pv = cands.v[k].pv;
+        if (PV_SLOT(*pv)) continue;
+        *pv = PV_MAKE(0, rc->next_slot + g + 1, PV_SEQ(*pv));
+        g++;
       }
+      rc->next_slot = (uint16_t)(rc->next_slot + given);
     }
   }
   OW_VEC_FREE(cands);

@@ -50,11 +50,11 @@ struct client {
   uint32_t pose_seq;
   /* replication */
   ow_view *view;
-  ow_map prio; /* sender session -> (u32 float priority bits << 32) | last pose seq sent */
+  /* sender session -> pose priority, the version 2 slot this client knows the sender by and the
+   * last pose seq sent (publish.c, PV_*) */
+  ow_map prio;
   uint16_t proto; /* the protocol version agreed in HELLO (1 until then) */
-  /* Version 2 POSES name an avatar by a slot of this client's: avatar -> slot + 1 for the avatars
-   * it was told about, and the next slot to give. Past the 15-bit range every slot is given anew. */
-  ow_map slots;
+  /* The next version 2 POSES slot to give; past the 15-bit range every slot is given anew. */
   uint16_t next_slot;
   ow_buf held; /* messages that arrived while a login or registration was being hashed */
   double reliable_bps; /* recent rate of snapshot bytes, which the pose budget leaves room for */
