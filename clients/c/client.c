@@ -118,6 +118,11 @@ struct ow_client {
   snap_hist hist[HIST]; /* applied snapshots, oldest first */
   size_t nhist;
 
+  /* protocol version 2: the version WELCOME agreed (1 until then), and POSES slots -> avatar id
+   * (bound by the server on this connection) */
+  uint16_t proto;
+  ow_map slots;
+
   /* world description */
   bool have_world;
   ow_client_world world;
@@ -866,15 +871,35 @@ static int on_snapshot_msg(ow_client *c, const ow_msg *m) {
 
 static int on_poses_msg(ow_client *c, const ow_msg *m) {
   ow_pose p;
-  /* Validate the whole message first: a malformed one delivers nothing. */
+  bool v2 = c->proto >= 2;
+  if (v2 && !c->have_world) return fail(c, OW_E_PROTO, "POSES before JOINED");
+  float rs = v2 ? c->world.region_size : 0;
+  /* Validate the whole message first: a malformed one delivers nothing. The first pass binds the
+   * slots it names (a malformed message ends the connection, and its slots with it). */
   for (int pass = 0; pass < 2; pass++) {
     ow_reader r;
     ow_reader_init(&r, m->u.body.p, m->u.body.n);
     uint32_t tick = ow_rd_u32(&r);
+    int32_t base_x = v2 ? ow_rd_i32(&r) : 0, base_z = v2 ? ow_rd_i32(&r) : 0;
     uint16_t n = ow_rd_u16(&r);
     for (uint16_t i = 0; i < n; i++) {
-      uint64_t avatar = ow_rd_u64(&r);
-      if (ow_proto_read_pose(&r, &p)) return fail(c, OW_E_PROTO, "POSES: pose %u malformed", i);
+      uint64_t avatar;
+      if (v2) {
+        uint16_t slot = ow_rd_u16(&r);
+        if (slot & 0x8000u) {
+          avatar = ow_rd_u64(&r);
+          if (pass == 0) ow_map_set(&c->slots, slot & 0x7fffu, avatar);
+        } else {
+          uint64_t *a = ow_map_get(&c->slots, slot);
+          if (!a && !r.err) return fail(c, OW_E_PROTO, "POSES: slot %u was never bound", slot);
+          avatar = a ? *a : 0;
+        }
+        if (ow_pose2_read(&r, rs, base_x, base_z, &p))
+          return fail(c, OW_E_PROTO, "POSES: pose %u malformed", i);
+      } else {
+        avatar = ow_rd_u64(&r);
+        if (ow_proto_read_pose(&r, &p)) return fail(c, OW_E_PROTO, "POSES: pose %u malformed", i);
+      }
       if (pass == 1) {
         EMIT(c, on_poses, tick, avatar, &p);
         if (c->dead) return 0;
@@ -891,6 +916,9 @@ static int dispatch(ow_client *c, const ow_msg *m) {
   switch (m->type) {
   case OW_MSG_WELCOME: {
     if (m->u.welcome.max_message >= MAX_MESSAGE_MIN) c->max_message = m->u.welcome.max_message;
+    if (m->u.welcome.version < OW_PROTO_VERSION_MIN || m->u.welcome.version > OW_PROTO_VERSION)
+      return fail(c, OW_E_VERSION, "WELCOME: protocol version %u", m->u.welcome.version);
+    c->proto = m->u.welcome.version;
     ow_client_welcome w = {.version = m->u.welcome.version, .tick_hz = m->u.welcome.tick_hz,
                            .pose_hz = m->u.welcome.pose_hz,
                            .server_time_us = m->u.welcome.server_time_us,
@@ -978,6 +1006,9 @@ static void reset_connection(ow_client *c) {
   hist_clear(c); /* snapshot ids are per connection */
   c->close_after_flush = false;
   c->max_message = MAX_MESSAGE_DEFAULT;
+  c->proto = 1; /* until this connection's WELCOME; POSES slots are per connection too */
+  ow_map_deinit(&c->slots);
+  ow_map_init(&c->slots);
 }
 
 static void report_close(ow_client *c) {
@@ -1198,6 +1229,8 @@ ow_client *ow_client_create(ow_client_ctx *ctx, const ow_client_callbacks *cb, v
   ow_buf_init(&c->tx);
   ow_buf_init(&c->pbuf);
   ow_map_init(&c->ents);
+  ow_map_init(&c->slots);
+  c->proto = 1;
   c->next = ctx->head;
   if (ctx->head) ctx->head->prev = c;
   ctx->head = c;
@@ -1210,6 +1243,7 @@ static void free_client(ow_client *c) {
   ow_buf_deinit(&c->pbuf);
   ents_clear(c);
   ow_map_deinit(&c->ents);
+  ow_map_deinit(&c->slots);
   hist_clear(c);
   OW_VEC_FREE(c->snap_listed);
   OW_VEC_FREE(c->snap_removed);
@@ -1260,9 +1294,14 @@ void ow_client_stats_get(const ow_client *c, ow_client_stats *out) { *out = c->s
 static ow_str S(const char *s) { return (ow_str){s, strlen(s)}; }
 
 int ow_client_hello(ow_client *c, const char *client_name) {
+  return ow_client_hello_version(c, client_name, OW_PROTO_VERSION);
+}
+
+int ow_client_hello_version(ow_client *c, const char *client_name, uint16_t version) {
   if (!client_name || strlen(client_name) > 64) return OW_E_INVAL;
+  if (version < OW_PROTO_VERSION_MIN || version > OW_PROTO_VERSION) return OW_E_INVAL;
   ow_msg m = {.type = OW_MSG_HELLO};
-  m.u.hello.version = OW_PROTO_VERSION;
+  m.u.hello.version = version;
   m.u.hello.client = S(client_name);
   return send_req(c, &m, true);
 }

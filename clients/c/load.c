@@ -100,6 +100,9 @@ static struct {
   int tree_type, rock_type, chest_type, planks_recipe, resource_kind;
   uint64_t rejected_by_code[64];
   uint64_t sent_by_type[OW_ACT_MAX_];
+  /* Protocol version 2 sends the root's X and Z in units of region_size / 65536: a received root
+   * matches a sent one within half of that (millimetres; 0 until JOINED, exact match). */
+  int32_t root_slack_mm;
 } g;
 
 static void sample_add(samples *s, uint64_t ns) {
@@ -380,6 +383,7 @@ static void cb_joined(ow_client *c, void *ud, uint32_t req, const ow_client_worl
   if (p->phase != P_JOIN) return;
   p->phase = P_WORLD;
   g.joined++;
+  if (w->region_size > 0) g.root_slack_mm = (int32_t)ceil(w->region_size * 1000.0 / 65536.0 / 2.0) + 1;
   if (opt.spread) {
     /* Each player sees the cells within ceil(radius / region) of its own: 2 * that + 1 cells
      * apart, no player is in another's area of interest. */
@@ -488,7 +492,10 @@ static void cb_poses(ow_client *c, void *ud, uint32_t tick, uint64_t avatar, con
   uint32_t n = q->npose < POSE_RING ? q->npose : POSE_RING;
   for (uint32_t i = 1; i <= n; i++) {
     size_t k = (q->npose - i) % POSE_RING;
-    if (q->sent_pose[k].rot == pose->root_rot && !memcmp(q->sent_pose[k].root, pose->root, sizeof pose->root)) {
+    const int32_t *sr = q->sent_pose[k].root;
+    if (q->sent_pose[k].rot == pose->root_rot && sr[1] == pose->root[1] &&
+        labs((long)sr[0] - pose->root[0]) <= g.root_slack_mm &&
+        labs((long)sr[2] - pose->root[2]) <= g.root_slack_mm) {
       sample_add(&g.pose, ow_now_ns() - q->sent_pose[k].ns);
       return;
     }

@@ -32,6 +32,7 @@ typedef struct rec {
   char last_error_text[256];
   uint32_t last_ok, last_snapshot, last_snapshot_base;
   uint64_t last_applied_seq, last_durable_frame, last_pose_avatar;
+  int32_t last_pose_root[3];
   bool last_replayed;
   uint16_t last_bye;
   ow_client_session session;
@@ -91,6 +92,7 @@ static void r_poses(ow_client *c, void *ud, uint32_t tick, uint64_t avatar, cons
   (void)c, (void)tick, (void)p;
   ((rec *)ud)->poses++;
   ((rec *)ud)->last_pose_avatar = avatar;
+  memcpy(((rec *)ud)->last_pose_root, p->root, sizeof p->root);
 }
 static void r_event(ow_client *c, void *ud, uint8_t kind, uint64_t from, const char *text, size_t len) {
   (void)c, (void)kind, (void)from;
@@ -682,6 +684,81 @@ static void test_snapshots(void **state) {
   ow_client_ctx_destroy(ctx);
 }
 
+/* ---- protocol version 2: compact POSES ---------------------------------------------------------- */
+
+/* A version 2 POSES entry: the slot (bound with the avatar id when avatar != 0), the pose. */
+static void put_entry2(ow_buf *b, uint16_t slot, uint64_t avatar, const ow_pose *p, int32_t bx,
+                       int32_t bz) {
+  ow_buf_u16(b, (uint16_t)(avatar ? 0x8000u | slot : slot));
+  if (avatar) ow_buf_u64(b, avatar);
+  ow_pose2_put(b, p, 256, bx, bz);
+}
+
+static void test_poses_v2(void **state) {
+  (void)state;
+  ow_client_ctx *ctx;
+  rec r = {0};
+  ow_client *c = open_client(&ctx, &r);
+  ow_buf in;
+  ow_buf_init(&in);
+  ow_msg out[4];
+  uint8_t copy[4096];
+
+  /* HELLO asks for the newest version; other versions than 1 and 2 are not sent. */
+  assert_true(ow_client_hello(c, "test") > 0);
+  assert_int_equal(drain_tx(c, out, 4, copy, sizeof copy), 1);
+  assert_int_equal(out[0].u.hello.version, 2);
+  assert_int_equal(ow_client_hello_version(c, "test", 3), OW_E_INVAL);
+  assert_int_equal(ow_client_hello_version(c, "test", 0), OW_E_INVAL);
+  assert_true(ow_client_hello_version(c, "test", 1) > 0);
+  drain_tx(c, out, 4, copy, sizeof copy);
+
+  ow_msg m = {.type = OW_MSG_WELCOME, .req = 1};
+  m.u.welcome.version = 2;
+  m.u.welcome.max_message = 8192;
+  m.u.welcome.server_name = S("mock");
+  ow_proto_encode(&in, &m);
+  m_joined(&in, 2);
+  assert_int_equal(feed(c, &in), 0);
+
+  /* Two avatars bound to slots 0 and 1 around base cell (1, -2), then slot 0 alone. */
+  ow_pose p;
+  float root[3] = {300.5f, 1.25f, -400.75f}, q[4] = {0, 0, 0, 1};
+  ow_client_pose_build(&p, root, q, 0, 0, NULL);
+  size_t at = ow_proto_begin(&in, OW_MSG_POSES);
+  ow_buf_u32(&in, 5), ow_buf_i32(&in, 1), ow_buf_i32(&in, -2), ow_buf_u16(&in, 2);
+  put_entry2(&in, 0, 70, &p, 1, -2);
+  put_entry2(&in, 1, 71, &p, 1, -2);
+  ow_proto_end(&in, at);
+  assert_int_equal(feed(c, &in), 0);
+  assert_int_equal(r.poses, 2);
+  assert_int_equal(r.last_pose_avatar, 71);
+  at = ow_proto_begin(&in, OW_MSG_POSES);
+  ow_buf_u32(&in, 6), ow_buf_i32(&in, 1), ow_buf_i32(&in, -2), ow_buf_u16(&in, 1);
+  put_entry2(&in, 0, 0, &p, 1, -2);
+  ow_proto_end(&in, at);
+  assert_int_equal(feed(c, &in), 0);
+  assert_int_equal(r.poses, 3);
+  assert_int_equal(r.last_pose_avatar, 70);
+  assert_true(labs((long)r.last_pose_root[0] - 300500) <= 2);
+  assert_int_equal(r.last_pose_root[1], 1250);
+  assert_true(labs((long)r.last_pose_root[2] + 400750) <= 2);
+
+  /* A slot never bound: a protocol error, nothing delivered, the connection closes. */
+  at = ow_proto_begin(&in, OW_MSG_POSES);
+  ow_buf_u32(&in, 7), ow_buf_i32(&in, 1), ow_buf_i32(&in, -2), ow_buf_u16(&in, 2);
+  put_entry2(&in, 0, 0, &p, 1, -2);
+  put_entry2(&in, 9, 0, &p, 1, -2);
+  ow_proto_end(&in, at);
+  assert_int_equal(feed(c, &in), OW_E_PROTO);
+  assert_int_equal(r.poses, 3);
+  assert_int_equal(r.last_error, OW_E_PROTO);
+  assert_int_equal(r.closes, 1);
+
+  ow_buf_deinit(&in);
+  ow_client_ctx_destroy(ctx);
+}
+
 /* ---- fragments ---------------------------------------------------------------------------------- */
 
 static void test_fragments(void **state) {
@@ -1151,6 +1228,7 @@ int main(void) {
       cmocka_unit_test(test_pose_build),        cmocka_unit_test(test_pose_coalescing),
       cmocka_unit_test(test_actions_seq_and_resend), cmocka_unit_test(test_send_queue_limit),
       cmocka_unit_test(test_snapshots),         cmocka_unit_test(test_fragments),
+      cmocka_unit_test(test_poses_v2),
       cmocka_unit_test(test_closed_port),       cmocka_unit_test(test_mock_server),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

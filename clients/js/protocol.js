@@ -1,11 +1,14 @@
 'use strict';
-// otherworld protocol v1 codec for Node.js, written only from docs/protocol.md and docs/world.md
-// (constants from include/otherworld/protocol.h and include/otherworld/error.h).
+// otherworld protocol codec (versions 1 and 2) for Node.js, written only from docs/protocol.md and
+// docs/world.md (constants from include/otherworld/protocol.h and include/otherworld/error.h).
 //
 // All integers are little-endian; u64 values are BigInt. Every protocol message is
 // `u8 type, u16 length, body[length]`; a WebSocket message carries one or more of them.
+// Version 2 differs only in POSES (compact poses), whose avatars are slots bound on the
+// connection: decode a connection's messages with one Decoder (or pass decodeServer a state).
 
-const PROTO_VERSION = 1;
+const PROTO_VERSION = 2; // the newest version this codec speaks, sent by enc.hello by default
+const PROTO_VERSION_MIN = 1;
 
 const MSG = Object.freeze({
   HELLO: 0x01, REGISTER: 0x02, LOGIN: 0x03, RESUME: 0x04, JOIN: 0x05, LEAVE: 0x06,
@@ -64,6 +67,7 @@ class Writer {
   _push(buf) { this.parts.push(buf); this.len += buf.length; return this; }
   _fixed(n, fn) { const b = Buffer.alloc(n); fn(b); return this._push(b); }
   u8(v) { return this._fixed(1, (b) => b.writeUInt8(v)); }
+  i8(v) { return this._fixed(1, (b) => b.writeInt8(v)); }
   u16(v) { return this._fixed(2, (b) => b.writeUInt16LE(v)); }
   u32(v) { return this._fixed(4, (b) => b.writeUInt32LE(v >>> 0)); }
   u64(v) { return this._fixed(8, (b) => b.writeBigUInt64LE(BigInt(v))); }
@@ -96,6 +100,7 @@ class Reader {
     }
   }
   u8() { this.need(1); const v = this.buf.readUInt8(this.off); this.off += 1; return v; }
+  i8() { this.need(1); const v = this.buf.readInt8(this.off); this.off += 1; return v; }
   u16() { this.need(2); const v = this.buf.readUInt16LE(this.off); this.off += 2; return v; }
   u32() { this.need(4); const v = this.buf.readUInt32LE(this.off); this.off += 4; return v; }
   u64() { this.need(8); const v = this.buf.readBigUInt64LE(this.off); this.off += 8; return v; }
@@ -234,6 +239,77 @@ function readPose(r) {
   return pose;
 }
 
+// Compact poses (protocol version 2, docs/protocol.md "Compact poses"): the root relative to a
+// base region cell, bones in 4 mm units packed three to a u32. readPose2 gives the same shape as
+// readPose, with the root in world millimetres; writePose2 is the server's side (for tests).
+const POSE2_WIDE = 0x80;
+const BONE_UNIT_MM = 4;
+
+function packBone(pos) {
+  let out = 0;
+  for (let i = 0; i < 3; i++) {
+    const mm = Math.round(pos[i]);
+    let v = mm >= 0 ? Math.trunc((mm + 2) / BONE_UNIT_MM) : -Math.trunc((-mm + 2) / BONE_UNIT_MM);
+    v = Math.max(-511, Math.min(511, v));
+    out |= (v & 0x3ff) << (20 - 10 * i);
+  }
+  return out >>> 0;
+}
+
+function unpackBone(v) {
+  const pos = [];
+  for (let i = 0; i < 3; i++) {
+    let q = (v >>> (20 - 10 * i)) & 0x3ff;
+    if (q & 0x200) q -= 0x400;
+    pos.push(q * BONE_UNIT_MM);
+  }
+  return pos;
+}
+
+function writePose2(w, p, regionSize, baseX, baseZ) {
+  let mask = 0;
+  POSE_BONES.forEach((name, i) => { if (p[name]) mask |= 1 << i; });
+  const trackers = p.trackers || [];
+  if (trackers.length > POSE_MAX_TRACKERS) throw new RangeError('too many trackers');
+  const cellMm = regionSize * 1000;
+  const root = p.root.map((v) => Math.round(v));
+  const cell = [], f = [];
+  for (const k of [0, 2]) {
+    let c = Math.floor(root[k] / cellMm);
+    let q = Math.round(((root[k] - c * cellMm) / cellMm) * 65536);
+    if (q >= 65536) { q = 0; c += 1; }
+    cell.push(c); f.push(q);
+  }
+  const dx = cell[0] - baseX, dz = cell[1] - baseZ;
+  const wide = dx < -128 || dx > 127 || dz < -128 || dz > 127 || root[1] < -32768 || root[1] > 32767;
+  w.u8(mask | (trackers.length << 3) | (wide ? POSE2_WIDE : 0));
+  if (wide) for (const v of root) w.i32(v);
+  else w.i8(dx).i8(dz).u16(f[0]).u16(f[1]).i16(root[1]);
+  w.u32(packQuat(p.rootRot || [0, 0, 0, 1]));
+  const bones = POSE_BONES.filter((n) => p[n]).map((n) => p[n]).concat(trackers);
+  for (const b of bones) w.u32(packBone(b.pos)).u32(packQuat(b.rot || [0, 0, 0, 1]));
+}
+
+function readPose2(r, regionSize, baseX, baseZ) {
+  const shape = r.u8();
+  const mask = shape & 7, ntrackers = (shape >> 3) & 15;
+  if (ntrackers > POSE_MAX_TRACKERS) throw new ProtocolError(`pose: ${ntrackers} trackers`);
+  let root;
+  if (shape & POSE2_WIDE) {
+    root = [r.i32(), r.i32(), r.i32()];
+  } else {
+    const dx = r.i8(), dz = r.i8(), fx = r.u16(), fz = r.u16(), y = r.i16();
+    const cellMm = regionSize * 1000;
+    root = [Math.round((baseX + dx + fx / 65536) * cellMm), y, Math.round((baseZ + dz + fz / 65536) * cellMm)];
+  }
+  const rootRot = unpackQuat(r.u32());
+  const pose = { mask, root, rootRot, trackers: [] };
+  const readBone = () => ({ pos: unpackBone(r.u32()), rot: unpackQuat(r.u32()) });
+  POSE_BONES.forEach((name, i) => { if (mask & (1 << i)) pose[name] = readBone(); });
+  for (let i = 0; i < ntrackers; i++) pose.trackers.push(readBone());
+  return pose;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Client -> server encoders (each returns one framed protocol message)
 
@@ -356,7 +432,8 @@ const dec = {
     for (let i = 0; i < nremoved; i++) m.removed.push(r.u64());
     return m;
   },
-  [MSG.POSES](r) {
+  [MSG.POSES](r, st) {
+    if (st && st.version >= 2) return readPoses2(r, st);
     const m = { tick: r.u32(), poses: [] };
     const n = r.u16();
     for (let i = 0; i < n; i++) m.poses.push({ avatar: r.u64(), pose: readPose(r) });
@@ -367,9 +444,38 @@ const dec = {
   [MSG.SERVER_BYE](r) { return { reason: r.u16(), text: r.str16() }; },
 };
 
+// POSES of version 2: `u32 server_time_ms, i32 base cell x, z, u16 n`, then per entry a u16 slot
+// (bit 15: a u64 avatar follows and binds the slot) and a compact pose.
+function readPoses2(r, st) {
+  if (!(st.regionSize > 0)) throw new ProtocolError('POSES: version 2 before JOINED (no region size)');
+  const m = { tick: r.u32(), baseX: r.i32(), baseZ: r.i32(), poses: [] };
+  const n = r.u16();
+  for (let i = 0; i < n; i++) {
+    const slot = r.u16();
+    let avatar;
+    if (slot & 0x8000) {
+      avatar = r.u64();
+      st.slots.set(slot & 0x7fff, avatar);
+    } else {
+      avatar = st.slots.get(slot);
+      if (avatar === undefined) throw new ProtocolError(`POSES: slot ${slot} was never bound`);
+    }
+    m.poses.push({ avatar, pose: readPose2(r, st.regionSize, m.baseX, m.baseZ) });
+  }
+  return m;
+}
+
+// What decoding a connection's messages needs to remember: the version WELCOME agreed, JOINED's
+// region size and the POSES slots (version 2). One per connection; a new connection, a new one.
+class Decoder {
+  constructor() { this.version = 1; this.regionSize = 0; this.slots = new Map(); }
+  decode(buf) { return decodeServer(buf, this); }
+}
+
 // Decodes one WebSocket message from the server into an array of {type, name, ...fields}.
-// Strict: unknown types, wrong fixed sizes, short bodies and trailing bytes throw.
-function decodeServer(buf) {
+// Strict: unknown types, wrong fixed sizes, short bodies and trailing bytes throw. Without a state
+// (a Decoder) POSES are read as version 1.
+function decodeServer(buf, st) {
   return splitMessages(buf).map(({ type, body }) => {
     const name = MSG_NAME[type];
     const fn = dec[type];
@@ -378,8 +484,13 @@ function decodeServer(buf) {
       throw new ProtocolError(`${name}: body is ${body.length} bytes, expected ${FIXED_SIZE[type]}`);
     }
     const r = new Reader(body, name);
-    const m = fn(r);
+    const m = fn(r, st);
     r.end();
+    if (st && type === MSG.WELCOME) {
+      if (m.version < PROTO_VERSION_MIN || m.version > PROTO_VERSION) throw new ProtocolError(`WELCOME: version ${m.version}`);
+      st.version = m.version;
+    }
+    if (st && type === MSG.JOINED) st.regionSize = m.regionSize;
     return { type, name, ...m };
   });
 }
@@ -428,7 +539,7 @@ class SnapshotTable {
 }
 
 module.exports = {
-  PROTO_VERSION, MSG, MSG_NAME, ACT, BYE, ROLE, EVENT_KIND, KIND, PROP_TYPE, E, E_NAME,
+  PROTO_VERSION, PROTO_VERSION_MIN, Decoder, writePose2, readPose2, MSG, MSG_NAME, ACT, BYE, ROLE, EVENT_KIND, KIND, PROP_TYPE, E, E_NAME,
   POSE_BONES, TOKEN_LEN, ACTION_ARGS_MAX, ProtocolError, Writer, Reader, frame, splitMessages,
   packQuat, unpackQuat, quatAngleDeg, writePose, readPose, enc, decodeServer, readEntity,
   SnapshotTable,

@@ -5,8 +5,11 @@
 #ifndef OTHERWORLD_PROTOCOL_H
 #define OTHERWORLD_PROTOCOL_H
 
-/* Protocol version sent in HELLO and WELCOME. */
-#define OW_PROTO_VERSION 1
+/* Protocol versions. A client sends the version it speaks in HELLO; the server speaks every version
+ * from OW_PROTO_VERSION_MIN to OW_PROTO_VERSION and answers WELCOME with the same one, or refuses
+ * it (OW_E_VERSION). Version 2 changes only POSES (compact poses, docs/protocol.md). */
+#define OW_PROTO_VERSION 2
+#define OW_PROTO_VERSION_MIN 1
 
 /* Action types (the seed's input types). Each is one atomic, validated transaction. */
 enum {

@@ -45,6 +45,8 @@
     NUM(port, "7480", 0, 65535, TO(srv.net.port), "HTTP + WebSocket port (0: any free port, printed at start)") \
     STR(server_name, "otherworld", NULL, 0, 255, TO(srv.name), "name shown to clients in WELCOME") \
     NUM(pose_hz, "30", 1, 240, TO(srv.pose_hz), "pose publish rate to each client") \
+    NUM(snapshot_hz, "30", 0, 1000, TO(srv.snapshot_hz), "snapshot publish rate to each client, at most tick_hz " \
+      "(0: every tick); at pose_hz a client's snapshot and poses leave in one message") \
     NUM(interest_radius, "128", 1, 100000, TO(srv.interest_radius), "area of interest around an avatar, metres") \
     NUM(max_players, "100", 1, 100000, TO(srv.max_players), "players joined per instance") \
     NUM(action_rate, "20", 0.1, 100000, TO(srv.action_rate), "actions per second per session (token bucket)") \

@@ -100,6 +100,113 @@ int ow_proto_read_pose(ow_reader *r, ow_pose *p) {
   return r->err ? OW_E_PROTO : 0;
 }
 
+/* ---- compact poses (protocol version 2) ------------------------------------------------------ */
+
+#define BONE_UNIT_MM 4 /* a compact bone coordinate counts 4 mm */
+#define BONE_QMAX 511  /* 10-bit two's complement: -512 .. 511, kept symmetric */
+
+static uint32_t bone_pack(const int16_t pos[3]) {
+  uint32_t out = 0;
+  for (int i = 0; i < 3; i++) {
+    /* Round half away from zero, then clamp: a bone beyond 2.044 m of the root is drawn at the
+     * edge of that range rather than wrapped around to the other side. */
+    int32_t v = pos[i] >= 0 ? (pos[i] + BONE_UNIT_MM / 2) / BONE_UNIT_MM
+                            : -((-pos[i] + BONE_UNIT_MM / 2) / BONE_UNIT_MM);
+    if (v > BONE_QMAX) v = BONE_QMAX;
+    if (v < -BONE_QMAX) v = -BONE_QMAX;
+    out |= ((uint32_t)v & 0x3ffu) << (20 - 10 * i);
+  }
+  return out;
+}
+
+static void bone_unpack(uint32_t v, int16_t pos[3]) {
+  for (int i = 0; i < 3; i++) {
+    int32_t q = (int32_t)((v >> (20 - 10 * i)) & 0x3ffu);
+    if (q & 0x200) q -= 0x400;
+    pos[i] = (int16_t)(q * BONE_UNIT_MM);
+  }
+}
+
+void ow_pose2_root_of(const ow_pose *p, float region_size, ow_pose2_root *out) {
+  double cell_mm = (double)region_size * 1000.0;
+  for (int k = 0; k < 2; k++) {
+    int32_t mm = p->root[k * 2]; /* X, then Z */
+    double c = floor((double)mm / cell_mm);
+    double f = round(((double)mm - c * cell_mm) / cell_mm * 65536.0);
+    /* Rounding may reach the next cell's edge: that is the next cell's 0. */
+    if (f >= 65536.0) {
+      f = 0;
+      c += 1;
+    }
+    out->cell[k] = c > INT32_MAX ? INT32_MAX : c < INT32_MIN ? INT32_MIN : (int32_t)c;
+    out->f[k] = (uint16_t)f;
+  }
+  for (int i = 0; i < 3; i++) out->mm[i] = p->root[i];
+}
+
+void ow_pose2_put_root(ow_buf *out, const ow_pose *p, const ow_pose2_root *r, int32_t base_x,
+                       int32_t base_z) {
+  int64_t dx = (int64_t)r->cell[0] - base_x, dz = (int64_t)r->cell[1] - base_z;
+  bool wide = dx < INT8_MIN || dx > INT8_MAX || dz < INT8_MIN || dz > INT8_MAX ||
+              r->mm[1] < INT16_MIN || r->mm[1] > INT16_MAX;
+  ow_buf_u8(out, (uint8_t)(p->mask | p->ntrackers << 3 | (wide ? OW_POSE2_WIDE : 0)));
+  if (wide) {
+    for (int i = 0; i < 3; i++) ow_buf_i32(out, r->mm[i]);
+    return;
+  }
+  ow_buf_u8(out, (uint8_t)(int8_t)dx);
+  ow_buf_u8(out, (uint8_t)(int8_t)dz);
+  ow_buf_u16(out, r->f[0]);
+  ow_buf_u16(out, r->f[1]);
+  ow_buf_u16(out, (uint16_t)(int16_t)r->mm[1]);
+}
+
+void ow_pose2_put_tail(ow_buf *out, const ow_pose *p) {
+  ow_buf_u32(out, p->root_rot);
+  uint8_t n = bones_of(p->mask, p->ntrackers);
+  for (uint8_t b = 0; b < n; b++) {
+    ow_buf_u32(out, bone_pack(p->bone[b].pos));
+    ow_buf_u32(out, p->bone[b].rot);
+  }
+}
+
+void ow_pose2_put(ow_buf *out, const ow_pose *p, float region_size, int32_t base_x, int32_t base_z) {
+  ow_pose2_root r;
+  ow_pose2_root_of(p, region_size, &r);
+  ow_pose2_put_root(out, p, &r, base_x, base_z);
+  ow_pose2_put_tail(out, p);
+}
+
+static int32_t clamp_mm(double mm) {
+  mm = round(mm);
+  return mm > INT32_MAX ? INT32_MAX : mm < INT32_MIN ? INT32_MIN : (int32_t)mm;
+}
+
+int ow_pose2_read(ow_reader *r, float region_size, int32_t base_x, int32_t base_z, ow_pose *p) {
+  uint8_t shape = ow_rd_u8(r);
+  p->mask = shape & 7u;
+  p->ntrackers = (shape >> 3) & 15u;
+  if (r->err || p->ntrackers > OW_POSE_MAX_TRACKERS) return OW_E_PROTO;
+  if (shape & OW_POSE2_WIDE) {
+    for (int i = 0; i < 3; i++) p->root[i] = ow_rd_i32(r);
+  } else {
+    int8_t dx = (int8_t)ow_rd_u8(r), dz = (int8_t)ow_rd_u8(r);
+    uint16_t fx = ow_rd_u16(r), fz = ow_rd_u16(r);
+    int16_t y = (int16_t)ow_rd_u16(r);
+    double cell_mm = (double)region_size * 1000.0;
+    p->root[0] = clamp_mm(((double)base_x + dx + fx / 65536.0) * cell_mm);
+    p->root[1] = y;
+    p->root[2] = clamp_mm(((double)base_z + dz + fz / 65536.0) * cell_mm);
+  }
+  p->root_rot = ow_rd_u32(r);
+  p->nbones = bones_of(p->mask, p->ntrackers);
+  for (uint8_t b = 0; b < p->nbones; b++) {
+    bone_unpack(ow_rd_u32(r), p->bone[b].pos);
+    p->bone[b].rot = ow_rd_u32(r);
+  }
+  return r->err ? OW_E_PROTO : 0;
+}
+
 /* ---- entities -------------------------------------------------------------------------------- */
 
 void ow_proto_put_entity(ow_buf *out, const ow_wire_entity *e) {

@@ -41,6 +41,33 @@ int ow_proto_read_str(ow_reader *r, bool wide, size_t max, ow_str *s);
 void ow_proto_put_pose(ow_buf *out, const ow_pose *p);
 int ow_proto_read_pose(ow_reader *r, ow_pose *p);
 
+/* Compact poses (protocol version 2, docs/protocol.md "Compact poses"): the pose part of a POSES
+ * version 2 entry, after its u16 slot (and u64 avatar). The root travels relative to a base region
+ * cell (the receiver's, in the message header) as a cell offset and a fixed-point position inside
+ * the cell (region_size / 65536 per unit on X and Z, millimetres on Y), or in world millimetres as
+ * in version 1 ("wide") when the offset or the height does not fit; each bone's position relative
+ * to the root is three 10-bit integers of 4 mm (clamped to +-2.044 m); rotations are the packed
+ * quaternions of version 1.
+ * ow_pose2_root computes what of the root does not depend on the receiver (once per sender and
+ * publish); ow_pose2_put_root writes the shape byte and the root for one base cell;
+ * ow_pose2_put_tail writes the root rotation and the bones (the same bytes for every receiver);
+ * ow_pose2_put writes all three. ow_pose2_read decodes into an ow_pose with the root in world
+ * millimetres and the bones in millimetres (multiples of 4), and returns OW_E_PROTO on a bad
+ * mask, too many trackers or a short body; region_size must be > 0. */
+#define OW_POSE2_WIDE 0x80 /* shape bit 7: the root is i32 world millimetres */
+typedef struct ow_pose2_root {
+  int32_t cell[2]; /* region cell of the root, X and Z */
+  uint16_t f[2];   /* position inside the cell, region_size / 65536 per unit */
+  int32_t mm[3];   /* the root in world millimetres, for the wide form */
+} ow_pose2_root;
+void ow_pose2_root_of(const ow_pose *p, float region_size, ow_pose2_root *out);
+void ow_pose2_put_root(ow_buf *out, const ow_pose *p, const ow_pose2_root *r, int32_t base_x,
+                       int32_t base_z);
+void ow_pose2_put_tail(ow_buf *out, const ow_pose *p);
+void ow_pose2_put(ow_buf *out, const ow_pose *p, float region_size, int32_t base_x, int32_t base_z);
+int ow_pose2_read(ow_reader *r, float region_size, int32_t base_x, int32_t base_z, ow_pose *p);
+/* Bytes of an entry's pose part in the compact form (the root not wide): 1 + 8 + 4 + 8 per bone. */
+static inline size_t ow_pose2_size(const ow_pose *p) { return 13u + 8u * p->nbones; }
 /* Entity state (docs/protocol.md "Entity state"). read returns OW_E_PROTO on malformed bytes;
  * strings point into the reader's bytes. */
 void ow_proto_put_entity(ow_buf *out, const ow_wire_entity *e);

@@ -148,6 +148,7 @@ void server_on_open(void *ud, ow_conn *conn) {
   c->pose_bucket = server_pose_burst(s); /* full, as the action bucket */
   c->bucket_ns = c->pose_ns = c->last_rx_ns = ow_now_ns();
   ow_map_init(&c->prio);
+  c->proto = 1;
   ow_conn_set_user(conn, c);
   OW_VEC_PUSH(s->clients, c);
   s->stats.connections++;

@@ -1,7 +1,7 @@
 /*
- * publish: the replica and the players' poses, out to each client's area of interest. Every tick a
- * client gets a snapshot delta (replica.c) within its bandwidth budget; at pose_hz it gets the
- * freshest poses of the avatars in the cells around it (interest.h), nearest first.
+ * publish: the replica and the players' poses, out to each client's area of interest. At
+ * snapshot_hz a client gets a snapshot delta (replica.c) within its bandwidth budget; at pose_hz it
+ * gets the freshest poses of the avatars in the cells around it (interest.h), nearest first.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -47,6 +47,16 @@ void server_publish_cb(uv_timer_t *t) {
     publish_poses(s);
     now = ow_now_ns();
   }
+  /* Snapshots at snapshot_hz rather than at every tick: a snapshot is a delta, so a skipped tick
+   * loses nothing, and at the pose rate a client's SNAPSHOT and POSES of one turn are queued
+   * together and leave as one WebSocket message (47 messages per client per second at 60 Hz ticks
+   * and 30 Hz poses, against 30). */
+  if (s->cfg.snapshot_hz > 0 && s->cfg.snapshot_hz < s->cfg.tick_hz) {
+    if (now < s->next_snapshot_ns) return;
+    uint64_t period = (uint64_t)(1e9 / s->cfg.snapshot_hz);
+    s->next_snapshot_ns += period;
+    if (s->next_snapshot_ns < now) s->next_snapshot_ns = now + period; /* fell behind: no burst */
+  }
   double budget = s->cfg.down_kbps * 1000.0 / 8.0; /* bytes per second per client */
   for (size_t i = 0; i < s->clients.len; i++) {
     client *c = s->clients.v[i];
@@ -63,14 +73,25 @@ void server_publish_cb(uv_timer_t *t) {
 }
 
 typedef struct cand {
-  uint32_t j; /* index of the sender in the publish's posers */
+  uint32_t j;   /* index of the sender in the publish's posers */
   float prio;
+  uint64_t *pv; /* the receiver's prio entry for the sender (valid while rc->prio does not grow) */
 } cand;
 
 static int cmp_cand(const void *a, const void *b) {
   float x = ((const cand *)a)->prio, y = ((const cand *)b)->prio;
   return x < y ? 1 : x > y ? -1 : 0;
 }
+
+/* A receiver's entry for one sender in rc->prio: the priority accumulator (float bits), the
+ * version 2 slot the receiver knows the sender's avatar by (slot + 1; 0: none yet) and the low 16
+ * bits of the last pose seq sent (a sender cannot send 65,536 poses between two publishes: the
+ * pose rate limit is far below). One lookup gives all three. */
+#define PV_PRIO(v) ((uint32_t)((v) >> 32))
+#define PV_SLOT(v) ((uint32_t)((v) >> 16) & 0xffffu)
+#define PV_SEQ(v) ((uint16_t)(v))
+#define PV_MAKE(prio, slot, seq) \
+  (((uint64_t)(prio) << 32) | ((uint64_t)((slot) & 0xffffu) << 16) | (uint16_t)(seq))
 
 void server_poses_cb(uv_timer_t *t) { publish_poses(t->data); }
 
@@ -90,6 +111,13 @@ static void publish_poses(ow_server *s) {
   OW_VEC(uint32_t) ent_at = {0}; /* poser j's entry is ents[ent_at[j] .. ent_at[j + 1]) */
   ow_buf ents;
   ow_buf_init(&ents);
+  /* Version 2 (compact) entries: the root's cell and fixed-point position, and the bytes after
+   * the root (its rotation and the bones), which are the same for every receiver. */
+  float rs = ow_world_config_get(w)->region_size;
+  OW_VEC(ow_pose2_root) roots = {0};
+  OW_VEC(uint32_t) tail_at = {0}; /* poser j's tail is tails[tail_at[j] .. tail_at[j + 1]) */
+  ow_buf tails;
+  ow_buf_init(&tails);
   ow_map first;      /* cell -> index + 1 of the first poser in it */
   ow_map_init(&first);
   OW_VEC(uint32_t) next = {0};
@@ -106,9 +134,15 @@ static void publish_poses(ow_server *s) {
     OW_VEC_PUSH(ent_at, (uint32_t)ents.len);
     ow_buf_u64(&ents, sc->avatar);
     ow_proto_put_pose(&ents, &sc->pose);
+    ow_pose2_root r2;
+    ow_pose2_root_of(&sc->pose, rs, &r2);
+    OW_VEC_PUSH(roots, r2);
+    OW_VEC_PUSH(tail_at, (uint32_t)tails.len);
+    ow_pose2_put_tail(&tails, &sc->pose);
     ow_map_set(&first, key, posers.len);
   }
   OW_VEC_PUSH(ent_at, (uint32_t)ents.len);
+  OW_VEC_PUSH(tail_at, (uint32_t)tails.len);
   OW_VEC(cand) cands = {0};
   for (size_t i = 0; i < s->clients.len && posers.len; i++) {
     client *rc = s->clients.v[i];
@@ -118,6 +152,7 @@ static void publish_poses(ow_server *s) {
     if (!me) continue;
     ow_cell mc = ow_world_region_cell(w, me->region);
     cands.len = 0;
+    size_t prio_cap = rc->prio.cap;
     size_t need = 0; /* bytes of every candidate's entry */
     ow_cell cc;
     for (ow_interest it = ow_interest_begin(mc, s->radius_cells); ow_interest_next(&it, &cc);) {
@@ -127,46 +162,89 @@ static void publish_poses(ow_server *s) {
         if (sc == rc) continue;
         uint64_t *pv = ow_map_get(&rc->prio, sc->session);
         if (!pv) {
-          ow_map_set(&rc->prio, sc->session, 0);
+          /* Nothing sent yet: a seq that differs from the sender's. */
+          ow_map_set(&rc->prio, sc->session, PV_MAKE(0, 0, sc->pose_seq + 1));
           pv = ow_map_get(&rc->prio, sc->session);
         }
-        uint32_t sent_seq = (uint32_t)*pv;
-        if (sent_seq == sc->pose_seq) continue; /* nothing new from this one */
+        if (PV_SEQ(*pv) == (uint16_t)sc->pose_seq) continue; /* nothing new from this one */
         const ow_entity *other = where.v[j - 1];
         float prio;
-        uint32_t bits = (uint32_t)(*pv >> 32);
+        uint32_t bits = PV_PRIO(*pv);
         memcpy(&prio, &bits, 4);
         float ddx = other->xf.pos[0] - me->xf.pos[0], ddz = other->xf.pos[2] - me->xf.pos[2];
         prio += 1.0f / (1.0f + sqrtf(ddx * ddx + ddz * ddz) / 4.0f);
         memcpy(&bits, &prio, 4);
-        *pv = ((uint64_t)bits << 32) | sent_seq;
-        cand cd = {j - 1, prio};
+        *pv = PV_MAKE(bits, PV_SLOT(*pv), PV_SEQ(*pv));
+        cand cd = {j - 1, prio, pv};
         OW_VEC_PUSH(cands, cd);
-        need += ent_at.v[j] - ent_at.v[j - 1];
+        /* v2: u16 slot, then the compact pose (the exact size is known only while writing). */
+        need += rc->proto >= 2 ? 2 + 9 + tail_at.v[j] - tail_at.v[j - 1]
+                               : ent_at.v[j] - ent_at.v[j - 1];
       }
     }
     if (!cands.len) continue;
+    if (rc->prio.cap != prio_cap) /* the map grew while collecting: its entries moved */
+      for (size_t k = 0; k < cands.len; k++)
+        cands.v[k].pv = ow_map_get(&rc->prio, posers.v[cands.v[k].j]->session);
     /* Reliable traffic comes first; poses get what is left of the client's budget, and never less
      * than one pose per publish so that the nearest avatar keeps moving. Priority order decides
      * only when they do not all fit (header: type, length, server_time_ms, n). */
     double left = total - reliable_rate(rc, t0);
     size_t budget = left > 0 ? (size_t)(left / s->cfg.pose_hz) : 0;
-    if (3 + 4 + 2 + need > budget) qsort(cands.v, cands.len, sizeof *cands.v, cmp_cand);
+    size_t head = rc->proto >= 2 ? 3 + 4 + 8 + 2 : 3 + 4 + 2;
+    if (head + need > budget) qsort(cands.v, cands.len, sizeof *cands.v, cmp_cand);
     ow_buf *b = &s->out;
     b->len = 0;
     size_t at = ow_proto_begin(b, OW_MSG_POSES);
     ow_buf_u32(b, (uint32_t)(ow_now_ns() / 1000000));
+    if (rc->proto >= 2) {
+      ow_buf_i32(b, mc.x);
+      ow_buf_i32(b, mc.z);
+    }
     size_t count_at = b->len;
     ow_buf_u16(b, 0);
     uint16_t n = 0;
+    /* Slots given in this message count only once it is queued: a message dropped below tells
+     * the client nothing, so its avatars are bound again in the next one. */
+    if (rc->proto >= 2 && rc->next_slot >= 0x8000) {
+      /* Every slot is given anew, each with its avatar id again. */
+      for (size_t k = 0; k < rc->prio.cap; k++)
+        if (rc->prio.keys[k]) rc->prio.vals[k] &= ~(0xffffull << 16);
+      if (rc->prio.has_zero) rc->prio.zero_val &= ~(0xffffull << 16);
+      rc->next_slot = 0;
+    }
+    uint16_t given = 0;
+    size_t written = 0;
     for (size_t k = 0; k < cands.len; k++) {
       uint32_t j = cands.v[k].j;
       client *sc = posers.v[j];
-      size_t entry = ent_at.v[j + 1] - ent_at.v[j];
-      if (n && b->len + entry > budget) break;
-      ow_buf_put(b, ents.data + ent_at.v[j], entry);
+      uint64_t *pv = cands.v[k].pv;
+      uint32_t slot = PV_SLOT(*pv); /* slot + 1, or 0 */
+      size_t mark = b->len;
+      if (rc->proto >= 2) {
+        if (slot) {
+          ow_buf_u16(b, (uint16_t)(slot - 1));
+        } else {
+          if (rc->next_slot + given >= 0x8000) continue; /* out of slots until the next round */
+          ow_buf_u16(b, (uint16_t)(0x8000u | (rc->next_slot + given)));
+          ow_buf_u64(b, sc->avatar);
+        }
+        ow_pose2_put_root(b, &sc->pose, &roots.v[j], mc.x, mc.z);
+        ow_buf_put(b, tails.data + tail_at.v[j], tail_at.v[j + 1] - tail_at.v[j]);
+      } else {
+        ow_buf_put(b, ents.data + ent_at.v[j], ent_at.v[j + 1] - ent_at.v[j]);
+      }
+      if (n && b->len > budget) {
+        b->len = mark;
+        break;
+      }
+      if (rc->proto >= 2 && !slot) given++;
       n++;
-      *ow_map_get(&rc->prio, sc->session) = sc->pose_seq; /* priority back to 0 */
+      /* Priority back to 0 and the pose counted as sent, whether or not the message can be
+       * queued below (a stale pose is never sent later). Its order among the written ones is
+       * kept in cands[0 .. written). */
+      *pv = PV_MAKE(0, slot, sc->pose_seq);
+      cands.v[written++] = cands.v[k];
     }
     b->data[count_at] = (uint8_t)n;
     b->data[count_at + 1] = (uint8_t)(n >> 8);
@@ -175,6 +253,14 @@ static void publish_poses(ow_server *s) {
     if (ow_conn_queued(rc->conn) + b->len <= BACKLOG_BYTES && !ow_net_send(rc->conn, b->data, b->len)) {
       s->stats.poses_out += n;
       s->stats.bytes_out += b->len;
+      /* Now the client knows the slots of this message: remember them, in the order given. */
+      for (size_t k = 0, g = 0; k < written && g < given; k++) {
+        uint64_t *pv = cands.v[k].pv;
+        if (PV_SLOT(*pv)) continue;
+        *pv = PV_MAKE(0, rc->next_slot + g + 1, PV_SEQ(*pv));
+        g++;
+      }
+      rc->next_slot = (uint16_t)(rc->next_slot + given);
     }
   }
   OW_VEC_FREE(cands);
@@ -183,6 +269,9 @@ static void publish_poses(ow_server *s) {
   OW_VEC_FREE(ent_at);
   OW_VEC_FREE(next);
   ow_buf_deinit(&ents);
+  OW_VEC_FREE(roots);
+  OW_VEC_FREE(tail_at);
+  ow_buf_deinit(&tails);
   ow_map_deinit(&first);
   ow_samples_add(&s->stats.poses_ns, ow_now_ns() - t0);
 }

@@ -85,6 +85,7 @@ int ow_server_create(ow_server **out, uv_loop_t *loop, ow_zone *zone, ow_zone_lo
   uv_timer_start(&s->publish, server_publish_cb, tick ? tick : 1, tick ? tick : 1);
   s->poses_on_tick = cfg->pose_hz <= cfg->tick_hz;
   s->next_pose_ns = ow_now_ns();
+  s->next_snapshot_ns = s->next_pose_ns;
   if (!s->poses_on_tick) uv_timer_start(&s->poses, server_poses_cb, pose ? pose : 1, pose ? pose : 1);
   uv_timer_start(&s->housekeeping, server_housekeeping_cb, 1000, 1000);
   *out = s;

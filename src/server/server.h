@@ -24,8 +24,9 @@ typedef struct ow_server_config {
   ow_net_config net;
   const char *name;         /* shown in WELCOME */
   const char *admins;       /* comma-separated account names that always have the admin role */
-  double tick_hz;           /* snapshot publish rate */
+  double tick_hz;           /* zone ticks per second: the publish timer's rate */
   double pose_hz;           /* pose publish rate */
+  double snapshot_hz;       /* snapshot publish rate (at most tick_hz; 0: every tick) */
   float interest_radius;    /* metres; rounded up to whole region cells */
   uint32_t max_players;     /* joined players per instance */
   double action_rate;       /* actions per second per session (token bucket refill) */

@@ -50,7 +50,12 @@ struct client {
   uint32_t pose_seq;
   /* replication */
   ow_view *view;
-  ow_map prio; /* sender session -> (u32 float priority bits << 32) | last pose seq sent */
+  /* sender session -> pose priority, the version 2 slot this client knows the sender by and the
+   * last pose seq sent (publish.c, PV_*) */
+  ow_map prio;
+  uint16_t proto; /* the protocol version agreed in HELLO (1 until then) */
+  /* The next version 2 POSES slot to give; past the 15-bit range every slot is given anew. */
+  uint16_t next_slot;
   ow_buf held; /* messages that arrived while a login or registration was being hashed */
   double reliable_bps; /* recent rate of snapshot bytes, which the pose budget leaves room for */
   uint64_t pose_warned_ns; /* last time the client was told its poses are over the rate */
@@ -111,6 +116,9 @@ struct ow_server {
    * then queued together and leave in one WebSocket message. */
   bool poses_on_tick;
   uint64_t next_pose_ns;
+  /* Snapshots go out on the first tick at or after next_snapshot_ns (snapshot_hz): at the default
+   * 30 Hz against 60 Hz ticks every other tick, together with that tick's poses. */
+  uint64_t next_snapshot_ns;
   int handles;
   OW_VEC(client *) clients; /* every connection, for publishing */
   ow_map by_session;        /* zone session -> client* */

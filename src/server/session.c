@@ -95,14 +95,22 @@ static uint64_t account_key(ow_server *s, const char *name, size_t n) {
 
 void server_on_hello(client *c, const ow_msg *m) {
   ow_server *s = c->srv;
-  if (m->u.hello.version != OW_PROTO_VERSION) {
-    server_send_error(c, m->req, OW_E_VERSION, "this server speaks protocol version 1");
+  if (m->u.hello.version < OW_PROTO_VERSION_MIN || m->u.hello.version > OW_PROTO_VERSION) {
+    server_send_error(c, m->req, OW_E_VERSION, "this server speaks protocol versions 1 and 2");
     server_kick(c, OW_BYE_PROTOCOL, "unsupported protocol version");
     return;
   }
-  if (c->state == S_NEW) c->state = S_GREETED;
+  /* The version is fixed by the first HELLO: a later one cannot change how POSES already sent
+   * (and the slots they bound) are read. */
+  if (c->state == S_NEW) {
+    c->state = S_GREETED;
+    c->proto = m->u.hello.version;
+  } else if (m->u.hello.version != c->proto) {
+    server_send_error(c, m->req, OW_E_VERSION, "the protocol version cannot change on a connection");
+    return;
+  }
   ow_msg w = {.type = OW_MSG_WELCOME, .req = m->req};
-  w.u.welcome.version = OW_PROTO_VERSION;
+  w.u.welcome.version = c->proto;
   w.u.welcome.tick_hz = (uint16_t)s->cfg.tick_hz;
   w.u.welcome.pose_hz = (uint16_t)s->cfg.pose_hz;
   w.u.welcome.server_time_us = ow_now_ns() / 1000;

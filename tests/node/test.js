@@ -117,6 +117,8 @@ class Client {
     this.waiters = new Set();
     this.nextReq = 1;
     this.snap = new P.SnapshotTable();
+    this.version = P.PROTO_VERSION; // asked for in HELLO
+    this.dec = new P.Decoder(); // this connection's version, region size and POSES slots
     this.history = []; // completed snapshots: {id, base, frame, table, at}
     this.acks = [];
     this.faults = []; // decode / snapshot assembly problems (fail the waiters)
@@ -148,7 +150,7 @@ class Client {
       let msgs = [];
       try {
         if (data.length > 60 * 1024) this.faults.push(`server WebSocket message of ${data.length} bytes exceeds 60 KiB`);
-        msgs = P.decodeServer(data);
+        msgs = this.dec.decode(data);
         this.wsMessages += 1;
         if (msgs.length > 1) this.multi += 1;
       } catch (e) {
@@ -276,8 +278,8 @@ const randName = (prefix) => `${prefix}_${crypto.randomBytes(5).toString('hex')}
 
 // HELLO -> WELCOME
 async function hello(c) {
-  const w = await c.request((req) => enc.hello(req, 'node-protocol-test'), MSG.WELCOME, 'HELLO');
-  assert.equal(w.version, P.PROTO_VERSION, 'WELCOME.version');
+  const w = await c.request((req) => enc.hello(req, 'node-protocol-test', c.version), MSG.WELCOME, 'HELLO');
+  assert.equal(w.version, c.version, 'WELCOME.version: the version asked for');
   assert.ok(w.maxMessage >= 4096, `WELCOME.max_message ${w.maxMessage}`);
   assert.ok(w.tickHz > 0 && w.poseHz > 0, 'WELCOME tick_hz/pose_hz');
   c.welcome = w;
@@ -467,6 +469,21 @@ describe('otherworld protocol (client written from docs/protocol.md)', () => {
     r.end();
     assert.deepEqual(back.root, [1, -2, 3]);
     assert.deepEqual(back.head.pos, [4, 5, 6]);
+    // Compact poses (version 2): relative to base cell (-1, 0) of 256 m cells; 200 cells away or
+    // above 32.767 m the root is wide (exact); bones in 4 mm, clamped at 2.044 m.
+    const two = (p, bx, bz) => {
+      const w2 = new P.Writer();
+      P.writePose2(w2, p, 256, bx, bz);
+      const r2 = new P.Reader(w2.build(), 'POSE2');
+      const o = P.readPose2(r2, 256, bx, bz);
+      r2.end();
+      return o;
+    };
+    const c2 = two({ root: [-1000, 1500, 255999], head: { pos: [5, -3, 3000], rot: [0, 0, 0, 1] } }, -1, 0);
+    assert.ok(Math.abs(c2.root[0] + 1000) <= 2 && c2.root[1] === 1500 && Math.abs(c2.root[2] - 255999) <= 2, `compact root ${c2.root}`);
+    assert.deepEqual(c2.head.pos, [4, -4, 2044]);
+    const w2 = two({ root: [200 * 256000, 40000, 7], rootRot: [0, 0, 0, 1] }, 0, 0);
+    assert.deepEqual(w2.root, [200 * 256000, 40000, 7]);
     note(`     packed quaternion worst error over 20000 random rotations: ${worst.toFixed(3)} degrees`);
   });
 
@@ -520,6 +537,11 @@ describe('otherworld protocol (client written from docs/protocol.md)', () => {
     assert.notEqual(B.account, st.A.account);
     assert.notEqual(B.avatar, st.A.avatar);
     await B.until(() => (B.snap.current.has(st.A.avatar) ? true : undefined), "B: A's avatar in B's snapshots");
+    // V1 speaks protocol version 1: the server serves it as before (POSES with avatar ids).
+    const V1 = newClient('V1');
+    V1.version = 1;
+    st.V1 = V1;
+    await enterWorld(V1, randName('nodeV1'), 'version-one-' + crypto.randomBytes(4).toString('hex'));
     // two protocol messages in one WebSocket message
     const r1 = B.nextReq++, r2 = B.nextReq++;
     B.send(Buffer.concat([enc.ping(r1, 111n), enc.ping(r2, 222n)]));
@@ -633,7 +655,7 @@ describe('otherworld protocol (client written from docs/protocol.md)', () => {
     const { A, B } = st;
     const av = A.snap.current.get(A.avatar);
     const sent = [];
-    const posesBefore = B.all.length;
+    const posesBefore = B.all.length, posesBeforeV1 = st.V1.all.length;
     for (let i = 0; i < 12; i++) {
       const ang = (i * Math.PI) / 36;
       const pose = {
@@ -647,30 +669,45 @@ describe('otherworld protocol (client written from docs/protocol.md)', () => {
       A.send(enc.pose(pose));
       await sleep(33);
     }
-    const match = (got) => sent.find((s) => s.root.every((v, k) => v === got.root[k]));
-    const hit = await B.until(() => {
-      for (let i = posesBefore; i < B.all.length; i++) {
-        const m = B.all[i];
-        if (m.type !== MSG.POSES) continue;
-        const p = m.poses.find((x) => x.avatar === A.avatar);
-        if (p && match(p.pose)) return { m, p };
+    // B speaks version 2: compact poses, the root's X and Z to region_size / 65536 (within 2 mm
+    // at 256 m), its height and the rotations as sent, bones to 4 mm (within 2 mm). V1 gets
+    // version 1 poses: every millimetre as sent.
+    const check = async (R, from, slack, what) => {
+      const near = (a, b) => Math.abs(a - b) <= slack;
+      const match = (got) => sent.find((s) => near(s.root[0], got.root[0]) && s.root[1] === got.root[1] &&
+        near(s.root[2], got.root[2]) && near(s.head.pos[1], got.head.pos[1]));
+      const hit = await R.until(() => {
+        for (let i = from; i < R.all.length; i++) {
+          const m = R.all[i];
+          if (m.type !== MSG.POSES) continue;
+          const p = m.poses.find((x) => x.avatar === A.avatar);
+          if (p && p.pose.head && match(p.pose)) return { m, p };
+        }
+        return undefined;
+      }, `${R.label}: POSES containing A's avatar with a pose A sent (${what})`);
+      const got = hit.p.pose;
+      const want = match(got);
+      assert.equal(got.mask, 0b111, 'pose mask: head, left hand, right hand');
+      assert.equal(got.trackers.length, 0);
+      for (const bone of ['head', 'leftHand', 'rightHand']) {
+        got[bone].pos.forEach((v, k) => assert.ok(near(v, want[bone].pos[k]), `${R.label}: ${bone} position ${got[bone].pos} for ${want[bone].pos}`));
+        const d = P.quatAngleDeg(got[bone].rot, want[bone].rot);
+        assert.ok(d < 0.5, `${bone} rotation off by ${d.toFixed(3)} degrees`);
       }
-      return undefined;
-    }, "B: POSES containing A's avatar with a pose A sent");
-    const got = hit.p.pose;
-    const want = match(got);
-    assert.equal(got.mask, 0b111, 'pose mask: head, left hand, right hand');
-    assert.equal(got.trackers.length, 0);
-    for (const bone of ['head', 'leftHand', 'rightHand']) {
-      assert.deepEqual(got[bone].pos, want[bone].pos, `${bone} position`);
-      const d = P.quatAngleDeg(got[bone].rot, want[bone].rot);
-      assert.ok(d < 0.5, `${bone} rotation off by ${d.toFixed(3)} degrees`);
-    }
-    assert.ok(P.quatAngleDeg(got.rootRot, want.rootRot) < 0.5, 'root rotation');
-    assert.ok(!hit.m.poses.some((x) => x.avatar === B.avatar), "B's POSES do not include B itself");
-    const count = B.all.slice(posesBefore).filter((m) => m.type === MSG.POSES).length;
+      assert.ok(P.quatAngleDeg(got.rootRot, want.rootRot) < 0.5, 'root rotation');
+      assert.ok(!hit.m.poses.some((x) => x.avatar === R.avatar), `${R.label}'s POSES do not include itself`);
+      const count = R.all.slice(from).filter((m) => m.type === MSG.POSES).length;
+      note(`     ${R.label} (${what}) got ${count} POSES message(s); matched pose root ${got.root} (tick ${hit.m.tick})`);
+      return hit;
+    };
+    const hit = await check(B, posesBefore, 2, 'version 2');
+    assert.equal(B.dec.version, 2);
+    assert.ok(hit.m.baseX !== undefined, 'version 2 POSES carry a base cell');
+    // Slots: every POSES after the first names A by its slot alone, and still decodes to A.
+    const namedA = B.all.slice(posesBefore).filter((m) => m.type === MSG.POSES && m.poses.some((x) => x.avatar === A.avatar));
+    assert.ok(namedA.length >= 2, `B got A's pose in ${namedA.length} POSES`);
+    await check(st.V1, posesBeforeV1, 0, 'version 1');
     st.lastPose = sent[sent.length - 1];
-    note(`     B got ${count} POSES message(s); matched pose root ${got.root} (tick ${hit.m.tick})`);
   });
 
   step('4c. CHAT from B reaches A as an EVENT (kind 1)', async () => {
@@ -796,9 +833,9 @@ describe('otherworld protocol (client written from docs/protocol.md)', () => {
 
     const v = newClient('18.1 version');
     await v.connect(url());
-    v.send(enc.hello(1, 'node-protocol-test', 2));
-    const ev = await v.take((m) => m.type === MSG.ERROR, 'ERROR for HELLO version 2');
-    assert.equal(ev.code, D.VERSION, `HELLO version 2: ${errName(ev.code)}`);
+    v.send(enc.hello(1, 'node-protocol-test', 3));
+    const ev = await v.take((m) => m.type === MSG.ERROR, 'ERROR for HELLO version 3');
+    assert.equal(ev.code, D.VERSION, `HELLO version 3: ${errName(ev.code)}`);
     const bye = await v.take((m) => m.type === MSG.SERVER_BYE, 'SERVER_BYE after a bad version');
     assert.equal(bye.reason, BYE.PROTOCOL);
 

@@ -22,14 +22,14 @@ const path = require('node:path');
 
 const opt = {
   target: '', port: 0, serverPid: 0, prefix: '', clients: 100, workers: 4, duration: 30,
-  warmup: 3, poseHz: 60, actionMs: 2000, encoding: 'float32', dist: '', observeEvery: 10,
+  warmup: 3, poseHz: 60, actionMs: 2000, encoding: 'float32', dist: '', observeEvery: 10, proto: 2,
 };
 const flags = {
   '--target': ['target', String], '--port': ['port', Number], '--server-pid': ['serverPid', Number],
   '--prefix': ['prefix', String], '--clients': ['clients', Number], '--workers': ['workers', Number],
   '--duration': ['duration', Number], '--warmup': ['warmup', Number], '--pose-hz': ['poseHz', Number],
   '--action-ms': ['actionMs', Number], '--encoding': ['encoding', String], '--dist': ['dist', String],
-  '--observe-every': ['observeEvery', Number],
+  '--observe-every': ['observeEvery', Number], '--proto': ['proto', Number],
 };
 for (let i = 2; i < process.argv.length; i++) {
   const f = flags[process.argv[i]];
@@ -95,7 +95,7 @@ async function main() {
   for (let first = 0; first < opt.clients; first += per) {
     const count = Math.min(per, opt.clients - first);
     const cfg = { target: opt.target, port: opt.port, first, count, poseHz: opt.poseHz, actionMs: opt.actionMs,
-      encoding: opt.encoding, setupMs, observeEvery: opt.observeEvery };
+      encoding: opt.encoding, setupMs, observeEvery: opt.observeEvery, proto: opt.proto };
     const w = fork(path.join(__dirname, 'load.js'), [JSON.stringify(cfg)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     w.on('message', (m) => {
       if (m.type === 'fatal') { console.error(`${prefix}: ${m.text}`); failed = true; }

@@ -10,6 +10,9 @@
 // - the pose carries its send time: the milliseconds of the shared monotonic clock
 //   (CLOCK_MONOTONIC, process.hrtime), modulo 65,536, in the head's x offset (int16 millimetres;
 //   metres in a float32 for Colyseus), so the receiver computes the latency from the pose itself.
+//   otherworld protocol version 2 (--proto 2, the default) carries bones in 4 mm units, which
+//   cannot hold a 16-bit code: there it travels in the root's height instead (int16 millimetres
+//   in a compact pose, exact), and the head's x offset is 0.
 //   The resolution is 1 ms: the send time is truncated to the millisecond, so a latency reads at
 //   most 1 ms high (never negative: a pose can reach a receiver well under a millisecond after it
 //   was sent when the server publishes right after it arrives).
@@ -131,7 +134,7 @@ class OwPlayer {
       this.ws.binaryType = 'nodebuffer';
       this.ws.on('open', () => {
         const pw = 'benchpassword';
-        this.ws.send(Buffer.concat([P.enc.hello(1, 'bench-colyseus'), P.enc.register(2, this.name, pw),
+        this.ws.send(Buffer.concat([P.enc.hello(1, 'bench-colyseus', cfg.proto || P.PROTO_VERSION), P.enc.register(2, this.name, pw),
           P.enc.login(3, this.name, pw), P.enc.join(4)]));
       });
       this.ws.on('message', (data) => this.onMessage(data));
@@ -162,6 +165,7 @@ class OwPlayer {
 
   // The hot path: only what the measurement needs (the head's x, which carries the send time).
   onPoses(buf, body, len, at) {
+    if ((cfg.proto || P.PROTO_VERSION) >= 2) { this.onPoses2(buf, body, len, at); return; }
     const end = body + len;
     const n = buf.readUInt16LE(body + 4);
     let o = body + 6;
@@ -177,6 +181,28 @@ class OwPlayer {
         }
       }
       o += 8 + 18 + 10 * nbones;
+    }
+    if (o !== end) fail(`POSES: ${end - o} bytes left over`);
+  }
+
+  // Version 2 (docs/protocol.md "Compact poses"): the time code is the root's height.
+  onPoses2(buf, body, len, at) {
+    const end = body + len;
+    const n = buf.readUInt16LE(body + 12);
+    let o = body + 14;
+    for (let i = 0; i < n; i++) {
+      if (buf.readUInt16LE(o) & 0x8000) o += 8; // the slot's avatar id
+      o += 2;
+      const shape = buf[o];
+      const nbones = (shape & 1) + ((shape >> 1) & 1) + ((shape >> 2) & 1) + ((shape >> 3) & 15);
+      const wide = (shape & 0x80) !== 0;
+      if (st.measuring) {
+        st.posesRecv++;
+        const lat = decodeLatency(at, wide ? buf.readInt32LE(o + 5) : buf.readInt16LE(o + 7));
+        if (lat > MAX_LAT_MS) st.poseBad++;
+        else { histAdd(st.poseHist, lat); st.poseSamples++; }
+      }
+      o += 1 + (wide ? 12 : 8) + 4 + 8 * nbones;
     }
     if (o !== end) fail(`POSES: ${end - o} bytes left over`);
   }
@@ -234,6 +260,10 @@ class OwPlayer {
 
   sendPose(tMs) {
     const r = rig(this, tMs);
+    if ((cfg.proto || P.PROTO_VERSION) >= 2) {
+      r.root[1] = r.head.pos[0];
+      r.head.pos[0] = 0;
+    }
     this.lastRig = r;
     const b = this.poseBuf;
     b[0] = P.MSG.POSE;

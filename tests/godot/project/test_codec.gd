@@ -49,7 +49,8 @@ func _initialize() -> void:
 
 
 func golden() -> void:
-	check(hex(Proto.encode_hello(7, "godot")) == "010c0007000000010005676f646f74", "HELLO golden")
+	check(hex(Proto.encode_hello(7, "godot")) == "010c0007000000020005676f646f74", "HELLO golden")
+	check(hex(Proto.encode_hello(7, "godot", 1)) == "010c0007000000010005676f646f74", "HELLO version 1 golden")
 	var act = Proto.encode_action(1, 2, {"action": 3, "kind": 9, "target": 0x0102030405060708,
 		"count": 5, "pos": Vector3(1.5, -2, 0.25)})
 	check(hex(act) == "084b0001000000020000000000000003090008070605040302010000000000000000050000000000c03f000000c00000803e0000000000000000000000000000803f0000803f0000803f0000803f",
@@ -138,7 +139,7 @@ func roundtrips() -> void:
 	m = rt(Proto.encode_bye(Proto.BYE_NORMAL, "bye"), "BYE")
 	check(m.reason == 1 and m.text == "bye", "BYE fields")
 	m = rt(Proto.encode_welcome(1, 30, 30, 123456789, 4096, "otherworld"), "WELCOME")
-	check(m.version == 1 and m.tick_hz == 30 and m.max_message == 4096 and m.server_name == "otherworld", "WELCOME fields")
+	check(m.version == Proto.VERSION and m.tick_hz == 30 and m.max_message == 4096 and m.server_name == "otherworld", "WELCOME fields")
 	m = rt(Proto.encode_error(5, Proto.E_NAME_TAKEN, "taken"), "ERROR")
 	check(m.code == -1035 and m.text == "taken" and Proto.error_name(m.code) == "OW_E_NAME_TAKEN", "ERROR fields")
 	var ent = {"id": 1 << 40, "type": 3, "owner": 2, "parent": 5, "pos_mm": [-1, 2147483647, -2147483648],
@@ -149,6 +150,28 @@ func roundtrips() -> void:
 		and m.entities[0].hp == -5 and m.removed == [3], "SNAPSHOT fields")
 	m = rt(Proto.encode_poses(9, [{"avatar": 4, "pose": pose}, {"avatar": 5, "pose": Proto.make_pose(Vector3(), Quat())}]), "POSES")
 	check(m.tick == 9 and m.entries.size() == 2 and m.entries[0].avatar == 4 and m.entries[1].pose.bones.size() == 0, "POSES fields")
+	# Version 2: slots bound with their avatar, then named alone; roots within 2 mm on X and Z
+	# (256 m cells), exact height; bones to 4 mm; a slot never bound is refused.
+	var st = Proto.new_decode_state()
+	var d2 = Proto.decode_messages(Proto.encode_welcome(1, 30, 30, 1, 4096, "v2"), st)
+	check(d2.error == "" and st.version == 2, "WELCOME sets the state's version: " + d2.error)
+	st.region_size = 256.0  # as JOINED would
+	var p2 = {"mask": 1, "ntrackers": 0, "root": [-1234567, 850, 98765], "root_rot": pose.root_rot,
+		"bones": [{"pos": [5, 1650, -3], "rot": pose.root_rot}]}
+	d2 = Proto.decode_messages(Proto.encode_poses2(3, -5, 0, 256.0,
+		[{"slot": 0, "avatar": 40, "pose": p2}, {"slot": 1, "avatar": 41, "pose": p2}]), st)
+	check(d2.error == "" and d2.messages.size() == 1, "POSES v2 decodes: " + d2.error)
+	if d2.messages.size() == 1:
+		var e2 = d2.messages[0].entries
+		check(e2.size() == 2 and e2[0].avatar == 40 and e2[1].avatar == 41, "POSES v2 slots bound")
+		var q2 = e2[0].pose
+		check(abs(q2.root[0] + 1234567) <= 2 and q2.root[1] == 850 and abs(q2.root[2] - 98765) <= 2,
+			"POSES v2 root %s" % str(q2.root))
+		check(q2.bones[0].pos == [4, 1652, -4] and q2.root_rot == p2.root_rot, "POSES v2 bones %s" % str(q2.bones[0].pos))
+	d2 = Proto.decode_messages(Proto.encode_poses2(4, -5, 0, 256.0, [{"slot": 1, "avatar": 0, "pose": p2}]), st)
+	check(d2.error == "" and d2.messages[0].entries[0].avatar == 41, "POSES v2 slot named alone: " + d2.error)
+	d2 = Proto.decode_messages(Proto.encode_poses2(5, -5, 0, 256.0, [{"slot": 7, "avatar": 0, "pose": p2}]), st)
+	check(d2.error.find("never bound") >= 0, "POSES v2 unbound slot refused: " + d2.error)
 	m = rt(Proto.encode_durable(1, -28, []), "DURABLE empty")
 	check(m.status == -28 and m.seqs.size() == 0, "DURABLE fields")
 	check(Proto.encode_register(1, "ab", "password1").size() == 0, "name too short refused")

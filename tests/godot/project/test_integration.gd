@@ -254,7 +254,7 @@ func _main() -> void:
 		return
 	var m = yield(reply(ow.hello(), "HELLO"), "completed")
 	if done: return
-	if m.type != Proto.MSG_WELCOME or m.version != 1 or m.max_message < 4096:
+	if m.type != Proto.MSG_WELCOME or m.version != Proto.VERSION or m.max_message < 4096:
 		fail("bad WELCOME: %s" % str(m))
 		return
 	print("  welcome: server=%s tick_hz=%d pose_hz=%d max_message=%d" % [m.server_name, m.tick_hz, m.pose_hz, m.max_message])
@@ -375,8 +375,9 @@ func _main() -> void:
 	log_step("see companion avatar %d pose" % comp_avatar)
 	if not (yield(until("has_key", [seen_poses, comp_avatar]), "completed")): return
 	var p = seen_poses[comp_avatar]
-	if p.root_pos.distance_to(COMPANION_ROOT) > 0.0015 or p.mask & Proto.MASK_HEAD == 0 \
-			or abs(p.bones[0].position.y - COMPANION_HEAD_Y) > 0.0015 \
+	# Version 2 poses: the root to 3.9 mm on X and Z (256 m cells), bones to 4 mm.
+	if p.root_pos.distance_to(COMPANION_ROOT) > 0.003 or p.mask & Proto.MASK_HEAD == 0 \
+			or abs(p.bones[0].position.y - COMPANION_HEAD_Y) > 0.0025 \
 			or abs(p.root_quat.dot(Quat(Vector3.UP, deg2rad(90)))) < 0.9999:
 		fail("companion pose: %s" % str(p))
 		return

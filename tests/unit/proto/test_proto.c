@@ -318,6 +318,103 @@ static void test_quantization(void **state) {
   assert_true(worst < 0.5f);
 }
 
+/* A pose with head, both hands and n trackers, bones at the given offsets. */
+static ow_pose pose_with(int32_t x, int32_t y, int32_t z, uint8_t ntrackers, int16_t off) {
+  ow_pose p;
+  memset(&p, 0, sizeof p);
+  p.mask = 7;
+  p.ntrackers = ntrackers;
+  p.root[0] = x, p.root[1] = y, p.root[2] = z;
+  p.root_rot = 0x4012345u;
+  p.nbones = (uint8_t)(3 + ntrackers);
+  for (uint8_t b = 0; b < p.nbones; b++) {
+    p.bone[b].pos[0] = (int16_t)(off + b), p.bone[b].pos[1] = (int16_t)(1650 - 7 * b);
+    p.bone[b].pos[2] = (int16_t)(-off - 3 * b);
+    p.bone[b].rot = 0x80000000u + b;
+  }
+  return p;
+}
+
+static ow_pose pose2_roundtrip(const ow_pose *p, float rs, int32_t bx, int32_t bz, size_t *len) {
+  ow_buf b;
+  ow_buf_init(&b);
+  ow_pose2_put(&b, p, rs, bx, bz);
+  *len = b.len;
+  ow_pose o;
+  ow_reader r;
+  ow_reader_init(&r, b.data, b.len);
+  assert_int_equal(ow_pose2_read(&r, rs, bx, bz, &o), 0);
+  assert_int_equal(r.left, 0);
+  /* Every prefix is refused. */
+  for (size_t n = 0; n < b.len; n++) {
+    ow_pose junk;
+    ow_reader_init(&r, b.data, n);
+    assert_int_equal(ow_pose2_read(&r, rs, bx, bz, &junk), OW_E_PROTO);
+  }
+  ow_buf_deinit(&b);
+  return o;
+}
+
+static void test_compact_pose(void **state) {
+  (void)state;
+  /* Compact: the root within 127 cells of the base and under 32.767 m high. Region 256 m: X and
+   * Z to 256000 / 65536 = 3.9 mm, so within 2 mm; Y exact; bones to 4 mm, within 2 mm; rotations
+   * as they were. */
+  ow_pose p = pose_with(-1234567, -850, 98765, 2, 333);
+  size_t len;
+  ow_pose o = pose2_roundtrip(&p, 256, -5, 0, &len);
+  assert_int_equal(len, ow_pose2_size(&p));
+  assert_int_equal(len, 13 + 8 * 5);
+  assert_int_equal(o.mask, 7);
+  assert_int_equal(o.ntrackers, 2);
+  assert_int_equal(o.nbones, 5);
+  assert_true(labs((long)o.root[0] - p.root[0]) <= 2);
+  assert_int_equal(o.root[1], -850);
+  assert_true(labs((long)o.root[2] - p.root[2]) <= 2);
+  assert_int_equal(o.root_rot, p.root_rot);
+  for (int b = 0; b < 5; b++) {
+    for (int i = 0; i < 3; i++) assert_true(abs(o.bone[b].pos[i] - p.bone[b].pos[i]) <= 2);
+    assert_int_equal(o.bone[b].rot, p.bone[b].rot);
+  }
+  /* The same pose against another base: the cell offset changes, the decoded root does not. */
+  ow_pose o2 = pose2_roundtrip(&p, 256, -4, 1, &len);
+  assert_memory_equal(o2.root, o.root, sizeof o.root);
+
+  /* Wide: the root is 200 cells from the base, or too high: world millimetres, exact. */
+  p = pose_with(200 * 256000 + 17, 12, -3, 0, 0);
+  o = pose2_roundtrip(&p, 256, 0, 0, &len);
+  assert_int_equal(len, ow_pose2_size(&p) + 4);
+  assert_memory_equal(o.root, p.root, sizeof p.root);
+  p = pose_with(1000, 40000, 1000, 0, 0);
+  o = pose2_roundtrip(&p, 256, 0, 0, &len);
+  assert_int_equal(o.root[1], 40000);
+  assert_int_equal(o.root[0], 1000);
+
+  /* A point exactly on a cell edge, and one that rounds up onto the next edge. */
+  p = pose_with(256000, 0, -256000, 0, 0);
+  o = pose2_roundtrip(&p, 256, 1, -1, &len);
+  assert_int_equal(o.root[0], 256000);
+  assert_int_equal(o.root[2], -256000);
+  p = pose_with(255999, 0, -1, 0, 0);
+  o = pose2_roundtrip(&p, 256, 0, 0, &len);
+  assert_true(labs((long)o.root[0] - 255999) <= 2);
+  assert_true(labs((long)o.root[2] + 1) <= 2);
+
+  /* Bones beyond 2.044 m are clamped to the edge of the range, not wrapped. */
+  p = pose_with(0, 0, 0, 0, 5000);
+  o = pose2_roundtrip(&p, 256, 0, 0, &len);
+  assert_int_equal(o.bone[0].pos[0], 511 * 4);
+  assert_int_equal(o.bone[0].pos[2], -511 * 4);
+
+  /* Nine trackers in the shape byte: refused. */
+  uint8_t bad[64] = {0};
+  bad[0] = 9 << 3;
+  ow_reader r;
+  ow_reader_init(&r, bad, sizeof bad);
+  ow_pose junk;
+  assert_int_equal(ow_pose2_read(&r, 256, 0, 0, &junk), OW_E_PROTO);
+}
+
 static void test_entity(void **state) {
   (void)state;
   ow_wire_entity e = {.id = 9, .owner = 3, .parent = 0, .type = 4, .pos = {1, -2, 3}, .rot = 77,
@@ -351,6 +448,7 @@ int main(void) {
       cmocka_unit_test(test_roundtrip_all),  cmocka_unit_test(test_durable_and_batching),
       cmocka_unit_test(test_malformed),      cmocka_unit_test(test_random_bytes_never_crash),
       cmocka_unit_test(test_quantization),   cmocka_unit_test(test_entity),
+      cmocka_unit_test(test_compact_pose),
       cmocka_unit_test(test_action_args),    cmocka_unit_test(test_message_table),
   };
   return cmocka_run_group_tests_name("proto", tests, NULL, NULL);

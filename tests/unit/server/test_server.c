@@ -265,6 +265,156 @@ static void test_many_sessions_own_seqs(void **state) {
   run_crowd(MAX_PLAYERS);
 }
 
+/* ---- protocol versions 1 and 2 in one room -------------------------------------------------- */
+
+#define POSERS 3
+#define POSES_WANTED 8 /* of each other player, enough for slots to be named without their id */
+
+typedef struct poser {
+  ow_client *c;
+  char name[32];
+  uint16_t want, version; /* asked in HELLO, agreed in WELCOME */
+  int step, failed;
+  uint64_t avatar;
+  int32_t root[3]; /* what this player sends, in millimetres */
+  struct {
+    uint64_t avatar;
+    int n, bad; /* poses received; of them, roots too far from what was sent */
+  } got[POSERS];
+} poser;
+
+static poser posers[POSERS];
+
+static void q_open(ow_client *c, void *ud) {
+  poser *p = ud;
+  ow_client_hello_version(c, "test_server", p->want);
+}
+static void q_welcome(ow_client *c, void *ud, uint32_t req, const ow_client_welcome *w) {
+  (void)req;
+  poser *p = ud;
+  p->version = w->version;
+  p->step = 1;
+  ow_client_register(c, p->name, "correct horse battery");
+}
+static void q_ok(ow_client *c, void *ud, uint32_t req) {
+  (void)req;
+  poser *p = ud;
+  if (p->step == 1) {
+    p->step = 2;
+    ow_client_login(c, p->name, "correct horse battery");
+  }
+}
+static void q_session(ow_client *c, void *ud, uint32_t req, const ow_client_session *s) {
+  (void)req;
+  poser *p = ud;
+  p->avatar = s->avatar;
+  p->step = 3;
+  ow_client_join(c);
+}
+static void q_joined(ow_client *c, void *ud, uint32_t req, const ow_client_world *w) {
+  (void)c, (void)req, (void)w;
+  ((poser *)ud)->step = 4;
+}
+static void q_poses(ow_client *c, void *ud, uint32_t tick, uint64_t avatar, const ow_pose *pose) {
+  (void)c, (void)tick;
+  poser *p = ud;
+  for (int k = 0; k < POSERS; k++) {
+    if (posers[k].avatar != avatar || &posers[k] == p) continue;
+    p->got[k].avatar = avatar;
+    p->got[k].n++;
+    /* Version 2 roots are within 2 mm on X and Z (region 256 m: 3.9 mm units), exact on Y. */
+    long slack = p->version >= 2 ? 2 : 0;
+    if (labs((long)pose->root[0] - posers[k].root[0]) > slack || pose->root[1] != posers[k].root[1] ||
+        labs((long)pose->root[2] - posers[k].root[2]) > slack)
+      p->got[k].bad++;
+  }
+}
+static void q_error(ow_client *c, void *ud, uint32_t req, int code, const char *text) {
+  (void)c, (void)req;
+  poser *p = ud;
+  fprintf(stderr, "%s: ERROR %s: %s\n", p->name, ow_err_name(code), text);
+  p->failed = 1;
+}
+
+static bool poser_done(const poser *p) {
+  if (p->failed) return true;
+  for (int k = 0; k < POSERS; k++)
+    if (&posers[k] != p && p->got[k].n < POSES_WANTED) return false;
+  return true;
+}
+
+static void *posers_thread(void *arg) {
+  fixture *fx = arg;
+  ow_client_ctx *ctx;
+  if (ow_client_ctx_create(NULL, &ctx) == 0) {
+    ow_client_callbacks cb = {.on_open = q_open, .on_welcome = q_welcome, .on_ok = q_ok,
+                              .on_session = q_session, .on_joined = q_joined,
+                              .on_poses = q_poses, .on_error = q_error};
+    for (int i = 0; i < POSERS; i++) {
+      poser *p = &posers[i];
+      p->c = ow_client_create(ctx, &cb, p);
+      ow_client_connect(p->c, "127.0.0.1", ow_server_port(fx->server), "/ws");
+    }
+    double deadline = ow_test_now() + 60, next_pose = 0;
+    for (;;) {
+      bool all = true;
+      for (int i = 0; i < POSERS; i++) all &= poser_done(&posers[i]);
+      if (all || ow_test_now() > deadline) break;
+      /* 25 poses a second each, under the fixture's pose_rate of 100. */
+      bool send = ow_test_now() >= next_pose;
+      if (send) next_pose = ow_test_now() + 0.04;
+      for (int i = 0; i < POSERS && send; i++) {
+        poser *p = &posers[i];
+        if (p->step != 4) continue;
+        float root[3] = {p->root[0] / 1000.0f, p->root[1] / 1000.0f, p->root[2] / 1000.0f};
+        float q[4] = {0, 0, 0, 1};
+        ow_pose pose;
+        if (!ow_client_pose_build(&pose, root, q, 0, 0, NULL)) ow_client_pose(p->c, &pose);
+      }
+      ow_client_ctx_service(ctx, 20);
+    }
+    for (int i = 0; i < POSERS; i++) ow_client_logout(posers[i].c);
+    for (int r = 0; r < 10; r++) ow_client_ctx_service(ctx, 10);
+    ow_client_ctx_destroy(ctx);
+  }
+  uv_async_send(&fx->stop);
+  return NULL;
+}
+
+/* Players of versions 2, 1 and 2 in one room: each gets the others' poses in its own version
+ * (WELCOME agrees the version asked for), the version 2 ones by slots bound once, with roots
+ * within the compact form's precision; the version 1 one exactly as before. */
+static void test_pose_versions(void **state) {
+  (void)state;
+  memset(posers, 0, sizeof posers);
+  const uint16_t want[POSERS] = {2, 1, 2};
+  for (int i = 0; i < POSERS; i++) {
+    snprintf(posers[i].name, sizeof posers[i].name, "poser%d", i);
+    posers[i].want = want[i];
+    /* Roots in two neighbouring cells of the 256 m grid (interest radius 64 m: one cell), one at
+     * negative X. */
+    posers[i].root[0] = 1234 + 70001 * (i - 1);
+    posers[i].root[1] = 250 * i;
+    posers[i].root[2] = 2000 + 333 * i;
+  }
+  fixture fx;
+  start(&fx, "versions");
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, posers_thread, &fx), 0);
+  run_and_finish(&fx);
+  pthread_join(t, NULL);
+  for (int i = 0; i < POSERS; i++) {
+    const poser *p = &posers[i];
+    assert_false(p->failed);
+    assert_int_equal(p->version, want[i]);
+    for (int k = 0; k < POSERS; k++) {
+      if (k == i) continue;
+      assert_true(p->got[k].n >= POSES_WANTED);
+      assert_int_equal(p->got[k].bad, 0);
+    }
+  }
+}
+
 /* ---- /status ------------------------------------------------------------------------------- */
 
 static void status_of(const char *name) {
@@ -548,6 +698,7 @@ int main(void) {
       cmocka_unit_test(test_prom_text),
       cmocka_unit_test(test_one_player),
       cmocka_unit_test(test_many_sessions_own_seqs),
+      cmocka_unit_test(test_pose_versions),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -197,8 +197,11 @@ bool ow_client_connected(const ow_client *c);
  * library, echoed by the reply and by ERROR), or a negative code: -ENOTCONN without a connection,
  * -ENOBUFS when the send queue is full, OW_E_INVAL for invalid arguments. Strings are copied. */
 
-/* HELLO with protocol version 1; client_name at most 64 bytes of UTF-8. */
+/* HELLO with the newest protocol version (OW_PROTO_VERSION, 2: compact POSES); client_name at most
+ * 64 bytes of UTF-8. ow_client_hello_version asks for another version (OW_PROTO_VERSION_MIN ..
+ * OW_PROTO_VERSION, else OW_E_INVAL); on_poses delivers the same ow_pose whichever is agreed. */
 int ow_client_hello(ow_client *c, const char *client_name);
+int ow_client_hello_version(ow_client *c, const char *client_name, uint16_t version);
 /* REGISTER / LOGIN. OW_E_BAD_NAME when the name is not 3..32 bytes or the password not 8..128
  * bytes (checked here because the wire length field is one byte), OW_E_INVAL if not UTF-8. */
 int ow_client_register(ow_client *c, const char *name, const char *password);

@@ -84,6 +84,7 @@ var _snap_id: int = -1              # snapshot being received (-1: none)
 var _snap_base: int = 0
 var _snap_seen: Dictionary = {}     # ids listed by the full state being received
 var _resumed: bool = false
+var _dec: Dictionary = Proto.new_decode_state()  # this connection's version, region size, POSES slots
 
 
 func _ready() -> void:
@@ -124,6 +125,7 @@ func connect_to_server(url: String, use_subprotocol: bool = true) -> int:
 	_out.clear()
 	_inbox.clear()
 	_pose = PoolByteArray()
+	_dec = Proto.new_decode_state()
 	max_message = Proto.CLIENT_MAX_MESSAGE
 	in_world = false
 	_resumed = false
@@ -465,7 +467,7 @@ func _closed(clean: bool) -> void:
 func _on_ws_message(data: PoolByteArray) -> void:
 	stats.ws_in += 1
 	stats.bytes_in += data.size()
-	var d = Proto.decode_messages(data)
+	var d = Proto.decode_messages(data, _dec)
 	for m in d.messages:
 		stats.msgs_in += 1
 		_dispatch(m)

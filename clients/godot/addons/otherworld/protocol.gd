@@ -1,4 +1,4 @@
-# otherworld protocol, version 1: the whole binary codec (docs/protocol.md) in one file.
+# otherworld protocol, versions 1 and 2: the whole binary codec (docs/protocol.md) in one file.
 #
 # Plain static functions and constants; no scene, no node, no engine singletons, so that the file
 # ports to Godot 4 with mechanical renames (PoolByteArray -> PackedByteArray, Quat -> Quaternion,
@@ -17,11 +17,18 @@
 # fields of docs/protocol.md under their doc names. Positions are given both in metres (Vector3)
 # and as the raw millimetres ("pos_mm"); rotations both as Quat and packed ("rot_packed").
 #
+# Versions: version 2 differs from 1 only in POSES (compact poses, whose avatars are slots bound
+# on the connection). Decode a connection's messages with one state, decode_messages(bytes, st)
+# with st = new_decode_state(): it keeps the version WELCOME agreed, JOINED's region size and the
+# slots. Without a state POSES are read as version 1.
+#
 # Integers: GDScript ints are signed 64-bit. u64 fields (entity ids, seqs, times) are read and
 # written bit for bit; values >= 2^63 show up negative, which ids and counters never reach.
 extends Reference
 
-const VERSION = 1
+const VERSION = 2      # the newest version this codec speaks; HELLO asks for it by default
+const VERSION_MIN = 1
+const POSE2_WIDE = 0x80  # compact pose shape bit 7: the root is i32 world millimetres
 const HEADER_SIZE = 3
 const MAX_BODY = 65535
 const TOKEN_LEN = 32
@@ -655,6 +662,57 @@ static func encode_snapshot(id: int, base: int, frame_no: int, flags: int, entit
 	return frame(MSG_SNAPSHOT, w.data_array)
 
 
+# Version 2 POSES as the server writes them (for tests): entries of {"slot", "avatar" (0: the
+# slot is already bound), "pose"}, roots relative to base cell (bx, bz) of rs metres.
+static func encode_poses2(tick: int, bx: int, bz: int, rs: float, entries: Array) -> PoolByteArray:
+	var w = _w()
+	w.put_u32(tick)
+	w.put_32(bx)
+	w.put_32(bz)
+	w.put_u16(entries.size())
+	var cell_mm = rs * 1000.0
+	for en in entries:
+		var p = en.pose
+		w.put_u16(en.slot | (0x8000 if en.avatar != 0 else 0))
+		if en.avatar != 0:
+			w.put_u64(en.avatar)
+		var cx = int(floor(p.root[0] / cell_mm))
+		var cz = int(floor(p.root[2] / cell_mm))
+		var fx = int(round((p.root[0] - cx * cell_mm) / cell_mm * 65536.0))
+		var fz = int(round((p.root[2] - cz * cell_mm) / cell_mm * 65536.0))
+		if fx >= 65536:
+			fx = 0
+			cx += 1
+		if fz >= 65536:
+			fz = 0
+			cz += 1
+		var dx = cx - bx
+		var dz = cz - bz
+		var wide = dx < -128 or dx > 127 or dz < -128 or dz > 127 or p.root[1] < -32768 or p.root[1] > 32767
+		w.put_u8(p.mask | (p.ntrackers << 3) | (POSE2_WIDE if wide else 0))
+		if wide:
+			for v in p.root:
+				w.put_32(v)
+		else:
+			w.put_8(dx)
+			w.put_8(dz)
+			w.put_u16(fx)
+			w.put_u16(fz)
+			w.put_16(p.root[1])
+		w.put_u32(p.root_rot)
+		for b in p.bones:
+			var v = 0
+			var shift = 20
+			for c in b.pos:
+				var q = int(round(c / 4.0))
+				q = int(clamp(q, -511, 511))
+				v |= (q & 0x3ff) << shift
+				shift -= 10
+			w.put_u32(v)
+			w.put_u32(b.rot)
+	return frame(MSG_POSES, w.data_array)
+
+
 # entries: Array of {"avatar": id, "pose": pose Dictionary}.
 static func encode_poses(tick: int, entries: Array) -> PoolByteArray:
 	var w = _w()
@@ -819,6 +877,61 @@ static func _read_pose(r, what: String) -> Dictionary:
 	}
 
 
+# A compact pose (version 2): the root relative to base cell (bx, bz) of region_size metres, or
+# wide (world millimetres); bones as three 10-bit integers of 4 mm. Same Dictionary as _read_pose.
+static func _read_pose2(r, what: String, rs: float, bx: int, bz: int) -> Dictionary:
+	var shape = r.u8(what + " shape")
+	if r.err != "":
+		return {}
+	var mask = shape & 7
+	var nt = (shape >> 3) & 15
+	if nt > MAX_TRACKERS:
+		r.fail(what + ": ntrackers %d out of range" % nt)
+		return {}
+	var root
+	if shape & POSE2_WIDE:
+		root = [r.i32(what + " root"), r.i32(what + " root"), r.i32(what + " root")]
+	else:
+		var dx = r.u8(what + " cell dx")
+		var dz = r.u8(what + " cell dz")
+		if dx >= 128:
+			dx -= 256
+		if dz >= 128:
+			dz -= 256
+		var fx = r.u16(what + " x")
+		var fz = r.u16(what + " z")
+		var y = r.i16(what + " y")
+		var cell_mm = rs * 1000.0
+		root = [int(round((bx + dx + fx / 65536.0) * cell_mm)), y,
+			int(round((bz + dz + fz / 65536.0) * cell_mm))]
+	var root_rot = r.u32(what + " root_rot")
+	var bones = []
+	for b in range(bone_count(mask, nt)):
+		var v = r.u32(what + " bone")
+		var p = []
+		for shift in [20, 10, 0]:
+			var q = (v >> shift) & 0x3ff
+			if q & 0x200:
+				q -= 0x400
+			p.append(q * 4)
+		var rot = r.u32(what + " bone rot")
+		bones.append({
+			"pos": p, "rot": rot,
+			"position": Vector3(dequant_mm(p[0]), dequant_mm(p[1]), dequant_mm(p[2])),
+			"quat": quat_unpack(rot),
+		})
+	return {
+		"mask": mask, "ntrackers": nt, "root": root, "root_rot": root_rot, "bones": bones,
+		"root_pos": Vector3(dequant_mm(root[0]), dequant_mm(root[1]), dequant_mm(root[2])),
+		"root_quat": quat_unpack(root_rot),
+	}
+
+
+# The decoding state of one connection (see the top of this file).
+static func new_decode_state() -> Dictionary:
+	return {"version": 1, "region_size": 0.0, "slots": {}}
+
+
 static func _read_entity(r, what: String) -> Dictionary:
 	var e = {}
 	e.id = r.u64(what + " id")
@@ -859,7 +972,7 @@ static func _read_entity(r, what: String) -> Dictionary:
 
 
 # Decodes one body. `r` is positioned at the body start with r.end = body end.
-static func _decode_body(type: int, r) -> Dictionary:
+static func _decode_body(type: int, r, st = null) -> Dictionary:
 	var m = {"type": type, "name": msg_name(type)}
 	match type:
 		MSG_HELLO:
@@ -989,13 +1102,33 @@ static func _decode_body(type: int, r) -> Dictionary:
 			m.removed = removed
 		MSG_POSES:
 			m.tick = r.u32("tick")
+			var v2 = st != null and st.version >= 2
+			if v2:
+				if st.region_size <= 0:
+					r.fail("version 2 POSES before JOINED")
+				m.base_x = r.i32("base cell x")
+				m.base_z = r.i32("base cell z")
 			var n = r.u16("n")
 			var entries = []
 			for i in range(n):
 				if r.err != "":
 					break
-				var av = r.u64("avatar %d" % i)
-				entries.append({"avatar": av, "pose": _read_pose(r, "pose %d" % i)})
+				if v2:
+					var slot = r.u16("slot %d" % i)
+					var av = 0
+					if slot & 0x8000:
+						av = r.u64("avatar %d" % i)
+						st.slots[slot & 0x7fff] = av
+					elif st.slots.has(slot):
+						av = st.slots[slot]
+					elif r.err == "":
+						r.fail("slot %d was never bound" % slot)
+						break
+					entries.append({"avatar": av,
+						"pose": _read_pose2(r, "pose %d" % i, st.region_size, m.base_x, m.base_z)})
+				else:
+					var av = r.u64("avatar %d" % i)
+					entries.append({"avatar": av, "pose": _read_pose(r, "pose %d" % i)})
 			m.entries = entries
 		MSG_EVENT:
 			m.kind = r.u8("kind")
@@ -1011,7 +1144,8 @@ static func _decode_body(type: int, r) -> Dictionary:
 
 
 # Decodes every protocol message in `data` (one WebSocket message).
-static func decode_messages(data: PoolByteArray) -> Dictionary:
+# st: the connection's decoding state (new_decode_state()), or null for version 1 POSES.
+static func decode_messages(data: PoolByteArray, st = null) -> Dictionary:
 	var out = []
 	var r = Reader.new(data)
 	var total = data.size()
@@ -1035,9 +1169,15 @@ static func decode_messages(data: PoolByteArray) -> Dictionary:
 			return {"messages": out, "error": "%s: body of %d bytes (layout %s)" % [name, length, str(lay)]}
 		r.end = off + HEADER_SIZE + length
 		r.err = ""
-		var m = _decode_body(type, r)
+		var m = _decode_body(type, r, st)
 		if r.err == "" and r.pos() != r.end:
 			r.err = "%d trailing bytes" % (r.end - r.pos())
+		if r.err == "" and st != null and type == MSG_WELCOME:
+			if m.version < VERSION_MIN or m.version > VERSION:
+				r.err = "version %d" % m.version
+			st.version = m.version
+		if r.err == "" and st != null and type == MSG_JOINED:
+			st.region_size = m.region_size
 		if r.err != "":
 			return {"messages": out, "error": "%s: %s" % [name, r.err]}
 		out.append(m)
